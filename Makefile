@@ -1,0 +1,49 @@
+# Herald's entry points. The README's two commands are `make dev` and `make test`.
+SHELL := /bin/bash
+BIN := $(CURDIR)/bin
+GO_SERVICES := ingest router gateway
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+
+.PHONY: dev test build proto fmt vet deps deps-stop clean
+
+## dev: build and run ingest, router and gateway locally, with Postgres and Redis
+dev:
+	@scripts/dev.sh
+
+## test: unit, integration and end-to-end tests against real Postgres and Redis
+test:
+	@scripts/test.sh
+
+## build: build the services and heraldctl into bin/
+build:
+	@mkdir -p $(BIN)
+	go build -o $(BIN)/ ./services/ingest/cmd/ingest ./services/router/cmd/router ./services/gateway/cmd/gateway ./test/cmd/heraldctl
+
+## proto: regenerate the gRPC code under proto/ (installs protoc and its Go plugins)
+proto:
+	@command -v protoc >/dev/null || scripts/install-pkg.sh protobuf-compiler
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH=$(BIN):$$PATH protoc -I proto \
+		--go_out=proto --go_opt=paths=source_relative \
+		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+		proto/herald/v1/*.proto
+
+## fmt: format the Go code
+fmt:
+	gofmt -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')
+
+## vet: go vet every module
+vet:
+	@for m in pkg proto services/ingest services/router services/gateway test; do (cd $$m && go vet ./...) || exit 1; done
+
+## deps / deps-stop: start or stop the local Postgres and Redis that dev and test use
+deps:
+	@scripts/deps.sh >/dev/null
+deps-stop:
+	@scripts/deps.sh stop
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,157 @@
+// Package mozproto holds the frames of the Mozilla Push Service protocol, the JSON
+// WebSocket protocol Firefox speaks to its push service (see docs/protocol.md).
+// The gateway and the user-agent client (pushclient) share it; it parses and encodes
+// frames and knows nothing of sockets or sessions.
+package mozproto
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Message types.
+const (
+	TypeHello              = "hello"
+	TypeRegister           = "register"
+	TypeUnregister         = "unregister"
+	TypeNotification       = "notification"
+	TypeAck                = "ack"
+	TypeNack               = "nack"
+	TypePing               = "ping"
+	TypeBroadcast          = "broadcast"
+	TypeBroadcastSubscribe = "broadcast_subscribe"
+)
+
+// Errors of Parse. Each is a protocol error: the connection is closed.
+var (
+	ErrMalformed   = errors.New("malformed frame")
+	ErrUnknownType = errors.New("unknown messageType")
+)
+
+// ClientMessage is any frame a user agent sends. Only the fields of its Type are set.
+type ClientMessage struct {
+	Type string `json:"messageType"`
+
+	// hello
+	UAID       string            `json:"uaid,omitempty"`
+	ChannelIDs []string          `json:"channelIDs,omitempty"`
+	UseWebPush bool              `json:"use_webpush,omitempty"`
+	Broadcasts map[string]string `json:"broadcasts,omitempty"`
+
+	// register, unregister
+	ChannelID string `json:"channelID,omitempty"`
+	Key       string `json:"key,omitempty"`
+
+	// unregister, nack: the reason code
+	Code int `json:"code,omitempty"`
+
+	// ack
+	Updates []Update `json:"updates,omitempty"`
+
+	// nack
+	Version string `json:"version,omitempty"`
+}
+
+// Update acknowledges one notification.
+type Update struct {
+	ChannelID string `json:"channelID"`
+	Version   string `json:"version"`
+	Code      int    `json:"code,omitempty"`
+}
+
+// Parse reads one client frame. An empty object is a ping, as Firefox sends it.
+func Parse(data []byte) (ClientMessage, error) {
+	var m ClientMessage
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return m, ErrMalformed
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	if err := dec.Decode(&m); err != nil {
+		return m, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if dec.More() {
+		return m, fmt.Errorf("%w: trailing data", ErrMalformed)
+	}
+	switch m.Type {
+	case "":
+		if !bytes.Equal(bytes.Join(bytes.Fields(trimmed), nil), []byte("{}")) {
+			return m, fmt.Errorf("%w: missing messageType", ErrMalformed)
+		}
+		m.Type = TypePing
+	case TypeHello, TypeRegister, TypeUnregister, TypeAck, TypeNack, TypePing, TypeBroadcastSubscribe:
+	default:
+		return m, fmt.Errorf("%w: %q", ErrUnknownType, truncate(m.Type, 32))
+	}
+	return m, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// HelloReply answers hello.
+type HelloReply struct {
+	Type       string            `json:"messageType"`
+	UAID       string            `json:"uaid"`
+	Status     int               `json:"status"`
+	UseWebPush bool              `json:"use_webpush"`
+	Broadcasts map[string]string `json:"broadcasts"`
+}
+
+// RegisterReply answers register.
+type RegisterReply struct {
+	Type         string `json:"messageType"`
+	ChannelID    string `json:"channelID"`
+	Status       int    `json:"status"`
+	PushEndpoint string `json:"pushEndpoint,omitempty"`
+}
+
+// UnregisterReply answers unregister.
+type UnregisterReply struct {
+	Type      string `json:"messageType"`
+	ChannelID string `json:"channelID"`
+	Status    int    `json:"status"`
+}
+
+// Notification carries one push message to the user agent.
+type Notification struct {
+	Type      string `json:"messageType"`
+	ChannelID string `json:"channelID"`
+	Version   string `json:"version"`
+	// Data is the encrypted body in base64url without padding; absent for a push
+	// without data.
+	Data string `json:"data,omitempty"`
+	// Headers carry the encryption parameters: encoding, and for aesgcm also
+	// encryption and crypto_key.
+	Headers map[string]string `json:"headers,omitempty"`
+	TTL     int64             `json:"ttl"`
+}
+
+// Ping is the keepalive reply, an empty object.
+type Ping struct{}
+
+// Close codes the gateway uses when it ends a connection (RFC 6455 §7.4; 4000-4999
+// are the application's own).
+const (
+	// CloseGoingAway asks the user agent to reconnect now, to another gateway: the
+	// gateway is draining.
+	CloseGoingAway = 1001
+	// CloseProtocolError ends a connection that sent a frame the protocol does not allow.
+	CloseProtocolError = 1002
+	// CloseTooBig ends a connection that sent a frame over the read limit.
+	CloseTooBig = 1009
+	// CloseInternal ends a connection on a server error; the user agent reconnects.
+	CloseInternal = 1011
+	// CloseTakenOver ends a connection whose uaid connected again elsewhere.
+	CloseTakenOver = 4000
+	// CloseSlowConsumer ends a connection that does not read its messages fast enough.
+	CloseSlowConsumer = 4001
+	// CloseIdle ends a connection that did not say hello in time.
+	CloseIdle = 4002
+)

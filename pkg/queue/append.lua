@@ -1,0 +1,28 @@
+-- Append a message to a user agent's queue.
+-- KEYS[1] the queue stream, KEYS[2] the topic hash (same hash tag).
+-- ARGV[1] key lifetime in ms (the message's TTL), ARGV[2] maximum queue length,
+-- ARGV[3] topic field ("" for none), ARGV[4..] the entry's field/value pairs.
+-- Returns the new entry id, or false when the queue is full.
+local replaced = false
+if ARGV[3] ~= '' then
+  local old = redis.call('HGET', KEYS[2], ARGV[3])
+  if old then
+    replaced = redis.call('XDEL', KEYS[1], old) == 1
+  end
+end
+if not replaced and redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[2]) then
+  return false
+end
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
+local life = tonumber(ARGV[1])
+-- The key lives as long as its longest-lived message; PTTL is -1 for a new key.
+if redis.call('PTTL', KEYS[1]) < life then
+  redis.call('PEXPIRE', KEYS[1], life)
+end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[3], id)
+  if redis.call('PTTL', KEYS[2]) < life then
+    redis.call('PEXPIRE', KEYS[2], life)
+  end
+end
+return id

@@ -1,0 +1,209 @@
+// Package queue holds each user agent's waiting messages in a Redis Stream, keyed by
+// its uaid hash tag. The router appends, the gateway reads and acknowledges; ingest
+// deletes on an application server's request.
+//
+// Expired messages are removed when a reader meets them, and each stream key expires
+// with its longest-lived message, so a user agent that never returns leaves nothing.
+package queue
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-push/herald/pkg/ids"
+	"github.com/herald-push/herald/pkg/rkey"
+)
+
+// ErrFull is returned by Append when the user agent's queue holds its maximum.
+var ErrFull = errors.New("queue full")
+
+//go:embed append.lua
+var appendLua string
+
+var appendScript = redis.NewScript(appendLua)
+
+// Entry is one waiting message.
+type Entry struct {
+	// ID is the stream entry id; set by Append and by Range.
+	ID        string
+	ChannelID ids.ChannelID
+	Data      []byte
+	// Headers are the encryption headers in protocol form (encoding, encryption, crypto_key).
+	Headers  map[string]string
+	TTL      time.Duration
+	Received time.Time
+	Urgency  int32
+	Topic    string
+}
+
+// Expires returns when the message's TTL runs out.
+func (e Entry) Expires() time.Time { return e.Received.Add(e.TTL) }
+
+// Queue reads and writes user agents' queues.
+type Queue struct {
+	rdb    redis.UniversalClient
+	keys   rkey.Keys
+	maxLen int64
+}
+
+// New returns a Queue whose streams hold at most maxLen messages each.
+func New(rdb redis.UniversalClient, keys rkey.Keys, maxLen int64) *Queue {
+	return &Queue{rdb: rdb, keys: keys, maxLen: maxLen}
+}
+
+// Stream field names; short because they are stored once per message.
+const (
+	fChannel  = "c"
+	fData     = "d"
+	fTTL      = "t"
+	fReceived = "r"
+	fUrgency  = "u"
+	fTopic    = "p"
+	fHeader   = "h:" // prefix of each header field
+)
+
+// Append stores e in its user agent's queue and returns its entry id. A waiting message
+// of the same channel with the same Topic is replaced (RFC 8030 §5.4).
+func (q *Queue) Append(ctx context.Context, u ids.UAID, e Entry) (string, error) {
+	if e.TTL <= 0 {
+		return "", errors.New("queue: append needs a positive TTL")
+	}
+	topicField := ""
+	if e.Topic != "" {
+		topicField = e.ChannelID.String() + ":" + e.Topic
+	}
+	args := make([]any, 0, 16+2*len(e.Headers))
+	args = append(args, e.TTL.Milliseconds(), q.maxLen, topicField,
+		fChannel, e.ChannelID.String(),
+		fData, e.Data,
+		fTTL, int64(e.TTL/time.Second),
+		fReceived, e.Received.UnixMilli(),
+		fUrgency, e.Urgency,
+	)
+	if e.Topic != "" {
+		args = append(args, fTopic, e.Topic)
+	}
+	for k, v := range e.Headers {
+		args = append(args, fHeader+k, v)
+	}
+	id, err := appendScript.Run(ctx, q.rdb, []string{q.keys.Queue(u), q.keys.Topics(u)}, args...).Text()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrFull
+	}
+	if err != nil {
+		return "", fmt.Errorf("queue append: %w", err)
+	}
+	return id, nil
+}
+
+// Range returns up to count waiting messages after entry id after ("" for the start),
+// oldest first. Expired messages it meets are deleted, not returned.
+func (q *Queue) Range(ctx context.Context, u ids.UAID, after string, count int64, now time.Time) ([]Entry, error) {
+	start := "-"
+	if after != "" {
+		start = "(" + after
+	}
+	key := q.keys.Queue(u)
+	msgs, err := q.rdb.XRangeN(ctx, key, start, "+", count).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue range: %w", err)
+	}
+	out := make([]Entry, 0, len(msgs))
+	var expired []string
+	for _, m := range msgs {
+		e, err := decode(m)
+		if err != nil {
+			// A malformed entry can never be delivered; drop it rather than block the queue.
+			expired = append(expired, m.ID)
+			continue
+		}
+		if !now.Before(e.Expires()) {
+			expired = append(expired, m.ID)
+			continue
+		}
+		out = append(out, e)
+	}
+	if len(expired) > 0 {
+		if err := q.rdb.XDel(ctx, key, expired...).Err(); err != nil {
+			return nil, fmt.Errorf("queue drop expired: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// Delete removes messages by entry id and reports how many were still there.
+func (q *Queue) Delete(ctx context.Context, u ids.UAID, entryIDs ...string) (int64, error) {
+	valid := entryIDs[:0:0]
+	for _, id := range entryIDs {
+		// XDEL fails on a malformed id; such a message cannot be in the queue.
+		if IsEntryID(id) {
+			valid = append(valid, id)
+		}
+	}
+	if len(valid) == 0 {
+		return 0, nil
+	}
+	n, err := q.rdb.XDel(ctx, q.keys.Queue(u), valid...).Result()
+	if err != nil {
+		return 0, fmt.Errorf("queue delete: %w", err)
+	}
+	return n, nil
+}
+
+// Len returns the number of messages in the user agent's queue, expired ones included.
+func (q *Queue) Len(ctx context.Context, u ids.UAID) (int64, error) {
+	n, err := q.rdb.XLen(ctx, q.keys.Queue(u)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("queue len: %w", err)
+	}
+	return n, nil
+}
+
+// Clear removes a user agent's whole queue.
+func (q *Queue) Clear(ctx context.Context, u ids.UAID) error {
+	if err := q.rdb.Del(ctx, q.keys.Queue(u), q.keys.Topics(u)).Err(); err != nil {
+		return fmt.Errorf("queue clear: %w", err)
+	}
+	return nil
+}
+
+func decode(m redis.XMessage) (Entry, error) {
+	e := Entry{ID: m.ID}
+	str := func(k string) string { s, _ := m.Values[k].(string); return s }
+	var err error
+	if e.ChannelID, err = ids.ParseChannelID(str(fChannel)); err != nil {
+		return e, fmt.Errorf("entry %s: channel: %w", m.ID, err)
+	}
+	ttl, err := strconv.ParseInt(str(fTTL), 10, 64)
+	if err != nil {
+		return e, fmt.Errorf("entry %s: ttl: %w", m.ID, err)
+	}
+	e.TTL = time.Duration(ttl) * time.Second
+	recv, err := strconv.ParseInt(str(fReceived), 10, 64)
+	if err != nil {
+		return e, fmt.Errorf("entry %s: received: %w", m.ID, err)
+	}
+	e.Received = time.UnixMilli(recv)
+	if u, err := strconv.ParseInt(str(fUrgency), 10, 32); err == nil {
+		e.Urgency = int32(u)
+	}
+	if d := str(fData); d != "" {
+		e.Data = []byte(d)
+	}
+	e.Topic = str(fTopic)
+	for k, v := range m.Values {
+		if len(k) > len(fHeader) && k[:len(fHeader)] == fHeader {
+			if e.Headers == nil {
+				e.Headers = map[string]string{}
+			}
+			e.Headers[k[len(fHeader):]], _ = v.(string)
+		}
+	}
+	return e, nil
+}

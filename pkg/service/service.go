@@ -1,0 +1,115 @@
+// Package service holds the lifecycle every Herald service shares: listeners that
+// announce their address, the admin endpoint with liveness and readiness, and the
+// helpers of an orderly drain.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// Listen opens a TCP listener and logs its real address, which tests read to find
+// services started on port 0.
+func Listen(log *slog.Logger, name, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s on %s: %w", name, addr, err)
+	}
+	log.Info("listening", "listener", name, "addr", ln.Addr().String())
+	return ln, nil
+}
+
+// Probe answers liveness and readiness. A service is live as long as it runs, and
+// ready from SetReady(true) until the drain begins.
+type Probe struct {
+	ready atomic.Bool
+	check func(context.Context) error
+}
+
+// NewProbe returns a Probe; check, if not nil, is called on each readiness request
+// (for example to ping the databases) and must be quick.
+func NewProbe(check func(context.Context) error) *Probe { return &Probe{check: check} }
+
+// SetReady sets readiness.
+func (p *Probe) SetReady(ready bool) { p.ready.Store(ready) }
+
+// Ready reports readiness.
+func (p *Probe) Ready() bool { return p.ready.Load() }
+
+// Register adds /livez and /readyz to mux.
+func (p *Probe) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n")) // a failed write means the prober left
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !p.ready.Load() {
+			http.Error(w, "draining or starting", http.StatusServiceUnavailable)
+			return
+		}
+		if p.check != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := p.check(ctx); err != nil {
+				http.Error(w, "dependency unavailable", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok\n")) // a failed write means the prober left
+	})
+}
+
+// Serve runs srv on ln until Shutdown; a clean shutdown is not an error.
+func Serve(srv *http.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Wait blocks for d or until ctx is done.
+func Wait(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// GracefulStop stops a gRPC server gracefully, or hard when ctx ends first.
+func GracefulStop(ctx context.Context, s interface{ GracefulStop(); Stop() }) {
+	done := make(chan struct{})
+	go func() { s.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.Stop()
+		<-done
+	}
+}
+
+// DrainConfig holds the timings of a drain.
+type DrainConfig struct {
+	// Delay is how long readiness reports false before intake stops, so that load
+	// balancers stop sending new work first.
+	Delay time.Duration
+	// Timeout bounds the whole drain; what is still open then is cut.
+	Timeout time.Duration
+}
+
+// RegisterFlags registers -drain-delay and -drain-timeout.
+func (c *DrainConfig) RegisterFlags(fs interface {
+	DurationVar(p *time.Duration, name string, value time.Duration, usage string)
+}) {
+	fs.DurationVar(&c.Delay, "drain-delay", 0, "time between readiness going false and intake stopping (5s behind a Kubernetes Service)")
+	fs.DurationVar(&c.Timeout, "drain-timeout", 30*time.Second, "deadline of the whole drain")
+}

@@ -1,0 +1,123 @@
+// Package store keeps user agents and their subscriptions in Postgres.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-push/herald/pkg/ids"
+)
+
+// ErrNotFound is returned when a user agent or subscription does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Subscription is one channel of a user agent.
+type Subscription struct {
+	UAID      ids.UAID
+	ChannelID ids.ChannelID
+	// AppServerKey is the application server's P-256 public key (65 bytes) for a
+	// restricted subscription, nil otherwise.
+	AppServerKey []byte
+}
+
+// Store reads and writes user agents and subscriptions.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects to the database at url.
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres url: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// CreateUserAgent records a new user agent.
+func (s *Store) CreateUserAgent(ctx context.Context, u ids.UAID) error {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO user_agents (uaid) VALUES ($1)`, [16]byte(u)); err != nil {
+		return fmt.Errorf("create user agent: %w", err)
+	}
+	return nil
+}
+
+// Connect records that user agent u connected and returns its subscriptions, or
+// ErrNotFound when Herald does not know u.
+func (s *Store) Connect(ctx context.Context, u ids.UAID, now time.Time) ([]Subscription, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE user_agents SET last_connect = $2 WHERE uaid = $1`, [16]byte(u), now)
+	if err != nil {
+		return nil, fmt.Errorf("connect user agent: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil, ErrNotFound
+	}
+	rows, err := s.pool.Query(ctx, `SELECT channel_id, app_server_key FROM subscriptions WHERE uaid = $1 ORDER BY created_at`, [16]byte(u))
+	if err != nil {
+		return nil, fmt.Errorf("list subscriptions: %w", err)
+	}
+	subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subscription, error) {
+		sub := Subscription{UAID: u}
+		var ch [16]byte
+		err := r.Scan(&ch, &sub.AppServerKey)
+		sub.ChannelID = ids.ChannelID(ch)
+		return sub, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list subscriptions: %w", err)
+	}
+	return subs, nil
+}
+
+// Subscribe records a subscription; subscribing an existing channel again replaces
+// its key.
+func (s *Store) Subscribe(ctx context.Context, sub Subscription) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO subscriptions (uaid, channel_id, app_server_key) VALUES ($1, $2, $3)
+		ON CONFLICT (uaid, channel_id) DO UPDATE SET app_server_key = excluded.app_server_key`,
+		[16]byte(sub.UAID), [16]byte(sub.ChannelID), sub.AppServerKey)
+	if err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	return nil
+}
+
+// Unsubscribe removes a subscription; it returns ErrNotFound when there was none.
+func (s *Store) Unsubscribe(ctx context.Context, u ids.UAID, ch ids.ChannelID) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM subscriptions WHERE uaid = $1 AND channel_id = $2`, [16]byte(u), [16]byte(ch))
+	if err != nil {
+		return fmt.Errorf("unsubscribe: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Subscription returns one subscription, or ErrNotFound.
+func (s *Store) Subscription(ctx context.Context, u ids.UAID, ch ids.ChannelID) (Subscription, error) {
+	sub := Subscription{UAID: u, ChannelID: ch}
+	err := s.pool.QueryRow(ctx, `SELECT app_server_key FROM subscriptions WHERE uaid = $1 AND channel_id = $2`,
+		[16]byte(u), [16]byte(ch)).Scan(&sub.AppServerKey)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return sub, ErrNotFound
+	}
+	if err != nil {
+		return sub, fmt.Errorf("get subscription: %w", err)
+	}
+	return sub, nil
+}

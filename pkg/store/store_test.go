@@ -1,0 +1,93 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herald-push/herald/pkg/ids"
+	"github.com/herald-push/herald/pkg/testenv"
+)
+
+func openStore(t *testing.T) *Store {
+	t.Helper()
+	ctx := context.Background()
+	s, err := Open(ctx, testenv.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if _, err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestMigrateConcurrentAndIdempotent(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.PostgresURL(t)
+	var wg sync.WaitGroup
+	versions := make([]int, 4)
+	errs := make([]error, 4)
+	for i := range 4 {
+		wg.Go(func() {
+			s, err := Open(ctx, url)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer s.Close()
+			versions[i], errs[i] = s.Migrate(ctx)
+		})
+	}
+	wg.Wait()
+	for i := range 4 {
+		if errs[i] != nil || versions[i] != versions[0] || versions[0] < 1 {
+			t.Fatalf("migrate %d: version %d, %v", i, versions[i], errs[i])
+		}
+	}
+}
+
+func TestSubscriptions(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	u := ids.NewUAID()
+	if _, err := s.Connect(ctx, u, time.Now()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Connect unknown uaid: %v", err)
+	}
+	if err := s.CreateUserAgent(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	ch1, ch2 := ids.NewChannelID(), ids.NewChannelID()
+	key := make([]byte, 65)
+	key[0] = 4
+	if err := s.Subscribe(ctx, Subscription{UAID: u, ChannelID: ch1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Subscribe(ctx, Subscription{UAID: u, ChannelID: ch2, AppServerKey: key}); err != nil {
+		t.Fatal(err)
+	}
+	subs, err := s.Connect(ctx, u, time.Now())
+	if err != nil || len(subs) != 2 {
+		t.Fatalf("Connect = %v, %v", subs, err)
+	}
+	got, err := s.Subscription(ctx, u, ch2)
+	if err != nil || len(got.AppServerKey) != 65 {
+		t.Fatalf("Subscription = %+v, %v", got, err)
+	}
+	if err := s.Unsubscribe(ctx, u, ch1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unsubscribe(ctx, u, ch1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second Unsubscribe: %v", err)
+	}
+	if _, err := s.Subscription(ctx, u, ch1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Subscription after unsubscribe: %v", err)
+	}
+	// Another user agent's channel of the same id is a different subscription.
+	if _, err := s.Subscription(ctx, ids.NewUAID(), ch2); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("foreign uaid found a subscription: %v", err)
+	}
+}

@@ -1,0 +1,268 @@
+// Package app wires the gateway: configuration, storage, the WebSocket server for
+// user agents, the gRPC server for routers, lease renewal, and the drain.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/herald-push/herald/pkg/gwpool"
+	"github.com/herald-push/herald/pkg/lease"
+	"github.com/herald-push/herald/pkg/logging"
+	"github.com/herald-push/herald/pkg/mozproto"
+	"github.com/herald-push/herald/pkg/queue"
+	"github.com/herald-push/herald/pkg/redisconn"
+	"github.com/herald-push/herald/pkg/service"
+	"github.com/herald-push/herald/pkg/store"
+	"github.com/herald-push/herald/pkg/token"
+	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
+	"github.com/herald-push/herald/services/gateway/internal/deliver"
+	"github.com/herald-push/herald/services/gateway/internal/session"
+	"github.com/herald-push/herald/services/gateway/internal/wsconn"
+)
+
+// Config is the gateway's configuration.
+type Config struct {
+	Listen        string
+	GRPCListen    string
+	GRPCAdvertise string
+	AdminListen   string
+	ID            string
+	EndpointURL   string
+	LeaseTTL      time.Duration
+	MaxChannels   int
+	InboxSize     int
+	MaxQueueLen   int64
+	DrainWindow   time.Duration
+
+	WS       wsconn.Config
+	Postgres store.Config
+	Redis    redisconn.Config
+	Tokens   token.Config
+	Drain    service.DrainConfig
+	Log      logging.Config
+}
+
+// RegisterFlags registers every setting.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address of the WebSocket endpoint for user agents")
+	fs.StringVar(&c.GRPCListen, "grpc-listen", "127.0.0.1:8082", "address of the gRPC server for routers")
+	fs.StringVar(&c.GRPCAdvertise, "grpc-advertise", "", "gRPC address routers reach this gateway at (default: the listener's address)")
+	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:8081", "address of /livez, /readyz")
+	fs.StringVar(&c.ID, "id", "", "gateway id in ownership records (default: hostname and a random suffix)")
+	fs.StringVar(&c.EndpointURL, "endpoint-url", "http://127.0.0.1:8000", "public base URL of ingest, used in push endpoints")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 30*time.Second, "lifetime of an ownership lease; renewed every third of it")
+	fs.IntVar(&c.MaxChannels, "max-channels", 200, "most subscriptions one user agent may hold")
+	fs.IntVar(&c.InboxSize, "inbox-size", 64, "live messages waiting to be written per connection before falling back to the queue")
+	fs.Int64Var(&c.MaxQueueLen, "max-queue-len", 1000, "most messages waiting for one user agent")
+	fs.DurationVar(&c.DrainWindow, "drain-window", 10*time.Second, "time over which a draining gateway spreads its user agents' reconnections")
+	fs.Int64Var(&c.WS.ReadLimit, "ws-read-limit", 64<<10, "largest frame a user agent may send, in bytes")
+	fs.DurationVar(&c.WS.HelloTimeout, "ws-hello-timeout", 10*time.Second, "time a new connection has to say hello")
+	fs.DurationVar(&c.WS.PingInterval, "ws-ping-interval", 60*time.Second, "interval of WebSocket pings to user agents")
+	fs.DurationVar(&c.WS.WriteTimeout, "ws-write-timeout", 10*time.Second, "longest a write to a user agent may take")
+	fs.DurationVar(&c.WS.OpTimeout, "op-timeout", 5*time.Second, "bound on the storage work of one frame")
+	c.Postgres.RegisterFlags(fs)
+	c.Redis.RegisterFlags(fs)
+	c.Tokens.RegisterFlags(fs)
+	c.Drain.RegisterFlags(fs)
+	c.Log.RegisterFlags(fs)
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if c.LeaseTTL < time.Second {
+		return errors.New("lease-ttl must be at least 1s")
+	}
+	if c.MaxChannels < 1 || c.InboxSize < 1 || c.MaxQueueLen < 1 {
+		return errors.New("max-channels, inbox-size and max-queue-len must be positive")
+	}
+	if c.WS.ReadLimit < 1024 || c.WS.HelloTimeout <= 0 || c.WS.PingInterval <= 0 || c.WS.WriteTimeout <= 0 || c.WS.OpTimeout <= 0 {
+		return errors.New("ws-read-limit must be at least 1024 and the ws timeouts positive")
+	}
+	return errors.Join(c.Postgres.Validate(), c.Redis.Validate(), c.Tokens.Validate(), c.Log.Validate())
+}
+
+// Run runs the gateway until ctx ends, then drains.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if cfg.ID == "" {
+		cfg.ID = defaultID()
+	}
+	log.Info("starting", "id", cfg.ID, "listen", cfg.Listen, "grpc_listen", cfg.GRPCListen, "admin_listen", cfg.AdminListen,
+		"endpoint_url", cfg.EndpointURL, "postgres", cfg.Postgres.Redacted(), "redis", cfg.Redis.Redacted(),
+		"lease_ttl", cfg.LeaseTTL, "drain_window", cfg.DrainWindow)
+	tokens, err := cfg.Tokens.Codec()
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, cfg.Postgres.URL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	rdb, err := cfg.Redis.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	wsLn, err := service.Listen(log, "websocket", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	grpcLn, err := service.Listen(log, "grpc", cfg.GRPCListen)
+	if err != nil {
+		return err
+	}
+	adminLn, err := service.Listen(log, "admin", cfg.AdminListen)
+	if err != nil {
+		return err
+	}
+	advertise := cfg.GRPCAdvertise
+	if advertise == "" {
+		advertise = grpcLn.Addr().String()
+	}
+
+	keys := cfg.Redis.Keys()
+	leases := lease.New(rdb, keys, cfg.LeaseTTL)
+	gateways := lease.NewRegistry(rdb, keys)
+	pool := gwpool.New()
+	defer pool.Close()
+	hub := session.NewHub(session.Config{
+		EndpointURL: cfg.EndpointURL,
+		GatewayID:   cfg.ID,
+		GatewayAddr: advertise,
+		MaxChannels: cfg.MaxChannels,
+		InboxSize:   cfg.InboxSize,
+		DrainPage:   100,
+	}, st, queue.New(rdb, keys, cfg.MaxQueueLen), leases, deliver.Evictor{Pool: pool}, tokens, log)
+
+	wss := wsconn.NewServer(cfg.WS, hub, log)
+	wsSrv := &http.Server{Handler: wss, ReadHeaderTimeout: 10 * time.Second}
+	grpcSrv := grpc.NewServer()
+	heraldv1.RegisterGatewayServer(grpcSrv, deliver.NewServer(hub))
+	healthSrv := health.NewServer()
+	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
+	probe := service.NewProbe(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	adminMux := http.NewServeMux()
+	probe.Register(adminMux)
+	adminSrv := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
+
+	if err := gateways.Announce(ctx, cfg.ID, advertise, cfg.LeaseTTL); err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return service.Serve(wsSrv, wsLn) })
+	g.Go(func() error { return grpcSrv.Serve(grpcLn) })
+	g.Go(func() error { return service.Serve(adminSrv, adminLn) })
+	g.Go(func() error { return renewLeases(gctx, hub, leases, log) })
+	g.Go(func() error { return heartbeat(gctx, gateways, cfg.ID, advertise, cfg.LeaseTTL, log) })
+	probe.SetReady(true)
+	log.Info("ready")
+
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("draining", "connections", wss.Len())
+		// 1. Not ready, and give load balancers time to notice.
+		probe.SetReady(false)
+		healthSrv.Shutdown()
+		service.Wait(context.WithoutCancel(ctx), cfg.Drain.Delay)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Drain.Timeout)
+		defer cancel()
+		// 2. Close user agents with "going away", spread over the window; each
+		// session hands back its lease as it ends. Routers meanwhile still reach
+		// this gateway for the connections that remain.
+		derr := wss.Drain(dctx, cfg.DrainWindow)
+		// 3. Stop intake and leave the registry.
+		_ = wsSrv.Shutdown(dctx) // the WebSockets are gone; this only closes listeners
+		service.GracefulStop(dctx, grpcSrv)
+		_ = adminSrv.Shutdown(dctx) // probes only; nothing to lose
+		if err := gateways.Leave(dctx, cfg.ID); err != nil {
+			log.Warn("leave gateway registry", "err", err)
+		}
+		log.Info("drained", "err", derr)
+		return derr
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// renewLeases renews the leases of every connected user agent every third of the
+// lease's lifetime, and closes connections whose lease was lost.
+func renewLeases(ctx context.Context, hub *session.Hub, leases *lease.Leases, log *slog.Logger) error {
+	t := time.NewTicker(leases.TTL() / 3)
+	defer t.Stop()
+	const batch = 500
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		var held []lease.Held
+		bySession := map[lease.Held]*session.Session{}
+		hub.Each(func(s *session.Session) {
+			h := lease.Held{UAID: s.UAID(), Epoch: s.Epoch()}
+			held = append(held, h)
+			bySession[h] = s
+		})
+		for len(held) > 0 {
+			n := min(batch, len(held))
+			rctx, cancel := context.WithTimeout(ctx, leases.TTL()/3)
+			lost, err := leases.Renew(rctx, held[:n])
+			cancel()
+			if err != nil {
+				// Redis is unreachable: keep the sockets and try again next tick.
+				log.Warn("renew leases", "err", err)
+				break
+			}
+			for _, h := range lost {
+				bySession[h].Kick(mozproto.CloseTakenOver)
+			}
+			held = held[n:]
+		}
+	}
+}
+
+// heartbeat keeps this gateway in the registry of live gateways.
+func heartbeat(ctx context.Context, gateways *lease.Registry, id, addr string, ttl time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := gateways.Announce(ctx, id, addr, ttl); err != nil && ctx.Err() == nil {
+				log.Warn("gateway heartbeat", "err", err)
+			}
+		}
+	}
+}
+
+func defaultID() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "gateway"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return fmt.Sprintf("%s-%s", host, hex.EncodeToString(b[:]))
+}

@@ -1,0 +1,147 @@
+package cluster
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-push/herald/pkg/ids"
+	"github.com/herald-push/herald/pkg/pushclient"
+	"github.com/herald-push/herald/pkg/queue"
+	"github.com/herald-push/herald/pkg/rkey"
+	"github.com/herald-push/herald/pkg/testenv"
+	"github.com/herald-push/herald/pkg/token"
+)
+
+// Cluster is one ingest, one router and one or more gateways sharing a fresh
+// database and Redis key prefix.
+type Cluster struct {
+	t           testing.TB
+	env         []string
+	Ingest      *Process
+	Router      *Process
+	Gateways    []*Process
+	PostgresURL string
+	RedisURL    string
+	RedisPrefix string
+	TokenKeys   string
+}
+
+// Option changes how a Cluster starts.
+type Option func(*options)
+
+type options struct {
+	env []string
+}
+
+// WithEnv adds HERALD_* settings for every service, e.g. "HERALD_MAX_TTL=60".
+func WithEnv(kv ...string) Option {
+	return func(o *options) { o.env = append(o.env, kv...) }
+}
+
+// Start runs router, ingest and one gateway.
+func Start(t testing.TB, opts ...Option) *Cluster {
+	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	redisURL, prefix := testenv.Redis(t)
+	c := &Cluster{
+		t:           t,
+		PostgresURL: testenv.PostgresURL(t),
+		RedisURL:    redisURL,
+		RedisPrefix: prefix,
+		TokenKeys:   token.GenerateKey(),
+	}
+	c.env = append(cleanEnv(),
+		"HERALD_POSTGRES_URL="+c.PostgresURL,
+		"HERALD_REDIS_URL="+c.RedisURL,
+		"HERALD_REDIS_PREFIX="+c.RedisPrefix,
+		"HERALD_TOKEN_KEYS="+c.TokenKeys,
+		"HERALD_LOG_FORMAT=json",
+		"HERALD_LOG_LEVEL=debug",
+		"HERALD_ADMIN_LISTEN=127.0.0.1:0",
+		"HERALD_DRAIN_WINDOW=1s",
+		"HERALD_DRAIN_TIMEOUT=10s",
+	)
+	c.env = append(c.env, o.env...)
+	c.Router = startProcess(t, "router", nil, append(c.env, "HERALD_GRPC_LISTEN=127.0.0.1:0"))
+	c.Ingest = startProcess(t, "ingest", nil, append(c.env,
+		"HERALD_LISTEN=127.0.0.1:0",
+		"HERALD_ROUTER_ADDR="+c.Router.Addr("grpc")))
+	c.AddGateway()
+	return c
+}
+
+// AddGateway starts one more gateway and returns it.
+func (c *Cluster) AddGateway() *Process {
+	c.t.Helper()
+	gw := startProcess(c.t, "gateway", nil, append(c.env,
+		"HERALD_LISTEN=127.0.0.1:0",
+		"HERALD_GRPC_LISTEN=127.0.0.1:0",
+		"HERALD_ENDPOINT_URL="+c.IngestURL()))
+	c.Gateways = append(c.Gateways, gw)
+	return gw
+}
+
+// IngestURL is the base URL application servers use.
+func (c *Cluster) IngestURL() string { return "http://" + c.Ingest.Addr("http") }
+
+// GatewayURL is the WebSocket URL of gateway i.
+func (c *Cluster) GatewayURL(i int) string { return "ws://" + c.Gateways[i].Addr("websocket") + "/" }
+
+// Dial connects a user agent to gateway 0 and closes it in t.Cleanup.
+func (c *Cluster) Dial(t testing.TB) *pushclient.Client {
+	t.Helper()
+	return DialURL(t, c.GatewayURL(0))
+}
+
+// DialURL connects a user agent to a gateway URL and closes it in t.Cleanup.
+func DialURL(t testing.TB, url string) *pushclient.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := pushclient.Dial(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Close() }) // may already be closed by the test
+	return cl
+}
+
+// cleanEnv is the test's environment without HERALD_* settings, so that only what
+// the cluster sets reaches the services.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HERALD_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// QueueLen returns how many messages wait in Redis for user agent uaid.
+func (c *Cluster) QueueLen(t testing.TB, uaid string) int64 {
+	t.Helper()
+	u, err := ids.ParseUAID(uaid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt, err := redis.ParseURL(c.RedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	n, err := queue.New(rdb, rkey.New(c.RedisPrefix), 1).Len(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
