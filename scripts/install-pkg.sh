@@ -24,8 +24,8 @@ command -v apt-get >/dev/null || die "$* is not installed and there is no apt-ge
 # An apt that has never been updated knows no packages (apt-cache show fails).
 if ! apt-cache show "$@" >/dev/null 2>&1; then
 	log "apt does not know $*; running apt-get update"
-	"${sudo[@]}" apt-get update -q >&2 || die "apt-get update failed"
+	"${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 update -q >&2 || die "apt-get update failed"
 fi
 log "installing $* with apt-get"
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2 ||
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "$@" >&2 ||
 	die "apt-get install $* failed"

@@ -13,6 +13,14 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 fi
 (cd test/interop/webpush-node && npm ci --no-audit --no-fund --loglevel=error >&2)
 
+# Each optional stage adds what it needs (browsers, Helm, fuzz seeds) from its own script.
+for stage in scripts/test.d/*.sh; do
+	[[ -e $stage ]] || continue
+	echo "== $(basename "$stage" .sh)" >&2
+	# shellcheck source=/dev/null
+	source "$stage"
+done
+
 modules=(pkg proto services/ingest services/router services/gateway test)
 echo "== go vet" >&2
 for m in "${modules[@]}"; do (cd "$m" && go vet ./...); done
