@@ -42,8 +42,9 @@ die() {
 
 usage() {
 	cat >&2 <<EOF
-usage: $0 [start|stop]
+usage: $0 [start|cluster|stop]
   start (default)  make sure Postgres and Redis answer; print export lines to eval
+  cluster          the same, plus a three-master Redis Cluster (HERALD_REDIS_CLUSTER_URL)
   stop             stop the Postgres and Redis this script started under $RUN_DIR
 EOF
 }
@@ -368,6 +369,72 @@ stop_redis() {
 	rm -f "$REDIS_PORTFILE"
 }
 
+# A three-master Redis Cluster on loopback, for the suites that must also pass on a
+# cluster (every per-user-agent key carries a {uaid} hash tag). Ports 7101-7103.
+readonly CLUSTER_STATE="$RUN_DIR/redis-cluster"
+readonly CLUSTER_PORTS=(7101 7102 7103)
+
+cluster_url() {
+	echo "redis://127.0.0.1:${CLUSTER_PORTS[0]}?addr=127.0.0.1:${CLUSTER_PORTS[1]}&addr=127.0.0.1:${CLUSTER_PORTS[2]}"
+}
+
+cluster_ok() { [[ $(rcli -p "${CLUSTER_PORTS[0]}" cluster info | tr -d '\r' | sed -n 's/^cluster_state://p') == ok ]]; }
+
+cluster_all_answer() {
+	local port
+	for port in "${CLUSTER_PORTS[@]}"; do
+		[[ $(rcli -p "$port" ping) == PONG ]] || return 1
+	done
+}
+
+CLUSTER_URL=
+ensure_redis_cluster() {
+	if [[ -n ${HERALD_REDIS_CLUSTER_URL:-} ]]; then
+		log "Redis Cluster: using HERALD_REDIS_CLUSTER_URL"
+		CLUSTER_URL=$HERALD_REDIS_CLUSTER_URL
+		return
+	fi
+	command -v redis-server >/dev/null || apt_install redis-server
+	lock_run_dir
+	CLUSTER_URL=$(cluster_url)
+	if cluster_all_answer && cluster_ok; then
+		log "Redis Cluster: reusing the one on ports ${CLUSTER_PORTS[*]}"
+		return
+	fi
+	local port
+	for port in "${CLUSTER_PORTS[@]}"; do
+		[[ $(rcli -p "$port" ping) == PONG ]] && continue
+		port_open "$port" && die "port $port is taken by something that is not Redis: free it or set HERALD_REDIS_CLUSTER_URL"
+		# A fresh node each time: an old nodes.conf would remember a cluster that is gone.
+		rm -rf "${CLUSTER_STATE:?}/$port"
+		mkdir -p "$CLUSTER_STATE/$port"
+		redis-server --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+			--cluster-config-file "$CLUSTER_STATE/$port/nodes.conf" --save "" --appendonly no \
+			--dir "$CLUSTER_STATE/$port" --daemonize yes --pidfile "$CLUSTER_STATE/$port/redis.pid" \
+			--logfile "$CLUSTER_STATE/$port/redis.log" 9>&- || die "redis-server on $port did not start"
+	done
+	wait_for cluster_all_answer || die "Redis Cluster nodes do not answer; see $CLUSTER_STATE/*/redis.log"
+	if ! cluster_ok; then
+		local addrs=()
+		for port in "${CLUSTER_PORTS[@]}"; do addrs+=("127.0.0.1:$port"); done
+		log "Redis Cluster: creating it over ${addrs[*]}"
+		timeout "$WAIT_SECONDS" redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >&2 ||
+			die "redis-cli --cluster create failed (a node may hold keys or an old configuration: scripts/deps.sh stop, then retry)"
+		wait_for cluster_ok || die "Redis Cluster did not reach cluster_state:ok"
+	fi
+}
+
+stop_redis_cluster() {
+	local port
+	for port in "${CLUSTER_PORTS[@]}"; do
+		[[ -r $CLUSTER_STATE/$port/redis.pid ]] || continue
+		if [[ $(rcli -p "$port" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p') == "$(<"$CLUSTER_STATE/$port/redis.pid")" ]]; then
+			log "Redis Cluster: stopping node $port"
+			rcli -p "$port" shutdown nosave >/dev/null || true
+		fi
+	done
+}
+
 main() {
 	case ${1:-start} in
 	start)
@@ -377,12 +444,22 @@ main() {
 		emit HERALD_POSTGRES_URL "$PG_URL"
 		emit HERALD_REDIS_URL "$REDIS_URL"
 		;;
+	cluster)
+		# The single Redis and Postgres too: the suites run against both.
+		ensure_postgres >&2
+		ensure_redis >&2
+		ensure_redis_cluster >&2
+		emit HERALD_POSTGRES_URL "$PG_URL"
+		emit HERALD_REDIS_URL "$REDIS_URL"
+		emit HERALD_REDIS_CLUSTER_URL "$CLUSTER_URL"
+		;;
 	stop)
 		if [[ ! -d $RUN_DIR ]]; then
 			log "nothing of ours to stop: no $RUN_DIR"
 			return
 		fi
 		lock_run_dir
+		command -v redis-cli >/dev/null && stop_redis_cluster >&2
 		stop_redis >&2
 		stop_postgres >&2
 		;;

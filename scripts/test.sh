@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # shellcheck source=/dev/null
-eval "$(scripts/deps.sh)"
+eval "$(scripts/deps.sh cluster)"
 
 # Node and npm drive the third-party sender library in the interop tests.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -17,6 +17,12 @@ const (
 	RedisURLEnv = "HERALD_REDIS_URL"
 	// DefaultRedisURL is used when RedisURLEnv is unset; scripts/deps.sh serves it.
 	DefaultRedisURL = "redis://127.0.0.1:6379/0"
+	// RedisClusterURLEnv names the Redis Cluster of RedisCluster and EachRedis, a
+	// URL in go-redis's cluster form (redis://host:port?addr=host:port&addr=…).
+	RedisClusterURLEnv = "HERALD_REDIS_CLUSTER_URL"
+	// DefaultRedisClusterURL is used when RedisClusterURLEnv is unset;
+	// `scripts/deps.sh cluster` serves it.
+	DefaultRedisClusterURL = "redis://127.0.0.1:7101?addr=127.0.0.1:7102&addr=127.0.0.1:7103"
 )
 
 // scanCount is the COUNT hint for each SCAN during cleanup.
@@ -27,7 +33,32 @@ const scanCount = 1000
 // prefix are deleted in t.Cleanup. It fails the test if Redis does not answer.
 func Redis(t testing.TB) (redisURL, prefix string) {
 	t.Helper()
-	redisURL = envOr(RedisURLEnv, DefaultRedisURL)
+	return redisAt(t, envOr(RedisURLEnv, DefaultRedisURL))
+}
+
+// RedisCluster is Redis on the Redis Cluster named by HERALD_REDIS_CLUSTER_URL.
+func RedisCluster(t testing.TB) (redisURL, prefix string) {
+	t.Helper()
+	return redisAt(t, envOr(RedisClusterURLEnv, DefaultRedisClusterURL))
+}
+
+// EachRedis runs f as two subtests, "single" on the Redis of Redis and "cluster" on
+// the Redis Cluster of RedisCluster, each with a client and a fresh prefix.
+func EachRedis(t *testing.T, f func(t *testing.T, client redis.UniversalClient, prefix string)) {
+	t.Helper()
+	for _, b := range []struct {
+		name string
+		open func(testing.TB) (string, string)
+	}{{"single", Redis}, {"cluster", RedisCluster}} {
+		t.Run(b.name, func(t *testing.T) {
+			url, prefix := b.open(t)
+			f(t, clientFor(t, url), prefix)
+		})
+	}
+}
+
+func redisAt(t testing.TB, redisURL string) (url, prefix string) {
+	t.Helper()
 	client := openRedis(t, redisURL)
 	prefix = "t" + randomHex(t, 8) + ":"
 	t.Cleanup(func() {
@@ -49,6 +80,12 @@ func Redis(t testing.TB) (redisURL, prefix string) {
 func RedisClient(t testing.TB) (redis.UniversalClient, string) {
 	t.Helper()
 	redisURL, prefix := Redis(t)
+	return clientFor(t, redisURL), prefix
+}
+
+// clientFor opens a client on redisURL, closed in t.Cleanup.
+func clientFor(t testing.TB, redisURL string) redis.UniversalClient {
+	t.Helper()
 	client := openRedis(t, redisURL)
 	t.Cleanup(func() {
 		// The test may have closed it already; that is its right.
@@ -56,7 +93,7 @@ func RedisClient(t testing.TB) (redis.UniversalClient, string) {
 			t.Errorf("testenv: close Redis client: %v", err)
 		}
 	})
-	return client, prefix
+	return client
 }
 
 // openRedis opens a client on rawURL and checks that the server answers PING.

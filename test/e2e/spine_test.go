@@ -28,8 +28,12 @@ func decodeError(t testing.TB, body []byte) apiError {
 	return e
 }
 
-func TestSpine(t *testing.T) {
-	c := cluster.Start(t)
+func TestSpine(t *testing.T) { testSpine(t, cluster.Start(t)) }
+
+// TestSpineRedisCluster runs the same on a three-master Redis Cluster.
+func TestSpineRedisCluster(t *testing.T) { testSpine(t, cluster.Start(t, cluster.WithRedisCluster())) }
+
+func testSpine(t *testing.T, c *cluster.Cluster) {
 	gw := c.GatewayURL(0)
 
 	t.Run("online delivery", func(t *testing.T) {

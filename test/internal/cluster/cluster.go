@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,14 +29,22 @@ type Cluster struct {
 	PostgresURL string
 	RedisURL    string
 	RedisPrefix string
-	TokenKeys   string
+	// RedisCluster says the services run on a Redis Cluster.
+	RedisCluster bool
+	TokenKeys    string
 }
 
 // Option changes how a Cluster starts.
 type Option func(*options)
 
 type options struct {
-	env []string
+	env          []string
+	redisCluster bool
+}
+
+// WithRedisCluster runs the services on the Redis Cluster of testenv.RedisCluster.
+func WithRedisCluster() Option {
+	return func(o *options) { o.redisCluster = true }
 }
 
 // WithEnv adds HERALD_* settings for every service, e.g. "HERALD_MAX_TTL=60".
@@ -50,13 +59,18 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	redisURL, prefix := testenv.Redis(t)
+	openRedis := testenv.Redis
+	if o.redisCluster {
+		openRedis = testenv.RedisCluster
+	}
+	redisURL, prefix := openRedis(t)
 	c := &Cluster{
-		t:           t,
-		PostgresURL: testenv.PostgresURL(t),
-		RedisURL:    redisURL,
-		RedisPrefix: prefix,
-		TokenKeys:   token.GenerateKey(),
+		t:            t,
+		PostgresURL:  testenv.PostgresURL(t),
+		RedisURL:     redisURL,
+		RedisPrefix:  prefix,
+		RedisCluster: o.redisCluster,
+		TokenKeys:    token.GenerateKey(),
 	}
 	c.env = append(cleanEnv(),
 		"HERALD_POSTGRES_URL="+c.PostgresURL,
@@ -68,6 +82,7 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 		"HERALD_ADMIN_LISTEN=127.0.0.1:0",
 		"HERALD_DRAIN_WINDOW=1s",
 		"HERALD_DRAIN_TIMEOUT=10s",
+		"HERALD_REDIS_CLUSTER="+strconv.FormatBool(o.redisCluster),
 	)
 	c.env = append(c.env, o.env...)
 	c.Router = startProcess(t, "router", nil, append(c.env, "HERALD_GRPC_LISTEN=127.0.0.1:0"))
@@ -133,11 +148,20 @@ func (c *Cluster) QueueLen(t testing.TB, uaid string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opt, err := redis.ParseURL(c.RedisURL)
-	if err != nil {
-		t.Fatal(err)
+	var rdb redis.UniversalClient
+	if c.RedisCluster {
+		opt, err := redis.ParseClusterURL(c.RedisURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rdb = redis.NewClusterClient(opt)
+	} else {
+		opt, err := redis.ParseURL(c.RedisURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rdb = redis.NewClient(opt)
 	}
-	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	n, err := queue.New(rdb, rkey.New(c.RedisPrefix), 1).Len(context.Background(), u)
 	if err != nil {
