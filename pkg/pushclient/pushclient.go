@@ -33,8 +33,12 @@ type Client struct {
 }
 
 // Dial connects to the gateway at url (ws:// or wss://).
-func Dial(ctx context.Context, url string) (*Client, error) {
+func Dial(ctx context.Context, url string) (*Client, error) { return DialWith(ctx, url, nil) }
+
+// DialWith is Dial over the given HTTP client (nil: the default one).
+func DialWith(ctx context.Context, url string, hc *http.Client) (*Client, error) {
 	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+		HTTPClient:   hc,
 		Subprotocols: []string{"push-notification"},
 		HTTPHeader:   http.Header{"User-Agent": []string{"herald-pushclient"}},
 	})
