@@ -5,7 +5,7 @@ GO_SERVICES := ingest router gateway
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-.PHONY: dev test build proto fmt vet deps deps-stop clean
+.PHONY: dev test build proto fmt vet deps deps-stop clean bench
 
 ## dev: build and run ingest, router and gateway locally, with Postgres and Redis
 dev:
@@ -47,3 +47,7 @@ deps-stop:
 
 clean:
 	rm -rf $(BIN)
+
+## bench: run the load tool against a local Herald (ARGS="-conns 1000 -rate 5000 -duration 20s")
+bench:
+	@scripts/bench.sh $(ARGS)

@@ -72,7 +72,7 @@ cat >&2 <<EOF2
     health:                    http://127.0.0.1:{8001,8091,8081}/readyz
 
   Try it, in two more terminals:
-    bin/heraldctl listen                   # prints a subscription, then every message
+    bin/heraldctl listen                   # prints its subscription (also in ~/.herald/subscription.json), then every message
     bin/heraldctl send -sub ~/.herald/listener.json -text 'hello, Herald'
 
   Ctrl-C stops everything.

@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/herald-push/herald/pkg v0.0.0
 	github.com/redis/go-redis/v9 v9.23.0
+	golang.org/x/sync v0.23.0
 )
 
 require (

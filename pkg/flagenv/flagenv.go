@@ -34,7 +34,7 @@ func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 		name := EnvName(f.Name)
 		if v := getenv(name); v != "" {
 			if serr := f.Value.Set(v); serr != nil {
-				err = fmt.Errorf("%s: %w", name, serr)
+				err = fmt.Errorf("%s=%q: %w", name, v, serr)
 			}
 		}
 	})

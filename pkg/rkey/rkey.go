@@ -28,6 +28,19 @@ func (k Keys) Topics(u ids.UAID) string { return k.prefix + "t:{" + u.String() +
 // Owner is the hash recording which gateway holds the user agent's connection.
 func (k Keys) Owner(u ids.UAID) string { return k.prefix + "o:{" + u.String() + "}" }
 
+// RateSubscription is the rate-limit state (a GCRA theoretical arrival time) of
+// one subscription: messages accepted for channel ch of user agent u.
+func (k Keys) RateSubscription(u ids.UAID, ch ids.ChannelID) string {
+	return k.prefix + "rl:s:{" + u.String() + "}:" + ch.String()
+}
+
+// RateVAPIDKey is the rate-limit state of one application server key, named by a
+// fingerprint of the key (hex, no braces). The fingerprint is the hash tag, so the
+// keys of many application servers spread over a cluster's slots.
+func (k Keys) RateVAPIDKey(fingerprint string) string {
+	return k.prefix + "rl:k:{" + fingerprint + "}"
+}
+
 // Gateways is the sorted set of live gateways (member: id, score: last heartbeat ms).
 func (k Keys) Gateways() string { return k.prefix + "gateways" }
 

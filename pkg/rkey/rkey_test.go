@@ -23,7 +23,7 @@ func hashTag(key string) string {
 func TestPerUserAgentKeysShareASlot(t *testing.T) {
 	u := ids.NewUAID()
 	k := New("herald:")
-	for _, key := range []string{k.Queue(u), k.Topics(u), k.Owner(u)} {
+	for _, key := range []string{k.Queue(u), k.Topics(u), k.Owner(u), k.RateSubscription(u, ids.NewChannelID())} {
 		if got := hashTag(key); got != u.String() {
 			t.Errorf("key %q hashes on %q, want the uaid %s", key, got, u)
 		}
@@ -33,5 +33,21 @@ func TestPerUserAgentKeysShareASlot(t *testing.T) {
 	}
 	if k.Queue(u) == k.Owner(u) || k.Queue(u) == k.Topics(u) {
 		t.Error("per-user-agent keys collide")
+	}
+}
+
+func TestRateKeys(t *testing.T) {
+	u := ids.NewUAID()
+	a, b := ids.NewChannelID(), ids.NewChannelID()
+	k := New("herald:")
+	if k.RateSubscription(u, a) == k.RateSubscription(u, b) {
+		t.Error("two subscriptions of one user agent share a rate-limit key")
+	}
+	key := k.RateVAPIDKey("0123abcd")
+	if got := hashTag(key); got != "0123abcd" || !strings.HasPrefix(key, "herald:") {
+		t.Errorf("key %q hashes on %q", key, got)
+	}
+	if key == k.RateSubscription(u, a) {
+		t.Error("rate-limit keys collide")
 	}
 }

@@ -55,6 +55,9 @@ type Options struct {
 	// VAPIDKey signs the request when set; Subject is its "sub" claim.
 	VAPIDKey *ecdsa.PrivateKey
 	Subject  string
+	// Authorization, when set, is sent as is instead of signing with VAPIDKey: a
+	// sender reusing one signed token for many messages, as real ones do.
+	Authorization string
 	// Client sends the request; http.DefaultClient when nil.
 	Client *http.Client
 }
@@ -99,7 +102,9 @@ func Send(ctx context.Context, sub Subscription, payload []byte, opts Options) (
 	if opts.Topic != "" {
 		req.Header.Set("Topic", opts.Topic)
 	}
-	if opts.VAPIDKey != nil {
+	if opts.Authorization != "" {
+		req.Header.Set("Authorization", opts.Authorization)
+	} else if opts.VAPIDKey != nil {
 		aud, err := Origin(sub.Endpoint)
 		if err != nil {
 			return Result{}, err
@@ -132,7 +137,8 @@ func Origin(endpoint string) (string, error) {
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return "", fmt.Errorf("endpoint %q is not an absolute URL", endpoint)
 	}
-	return u.Scheme + "://" + u.Host, nil
+	// RFC 6454 origins compare scheme and host case-insensitively; send them in lower case.
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host), nil
 }
 
 func decode(s string) ([]byte, error) {

@@ -61,6 +61,7 @@ func fatal(err error) error { return fatalError{err} }
 type listener struct {
 	gateway   string
 	statePath string
+	subPath   string
 	key       string
 	count     int
 	e         env
@@ -86,6 +87,7 @@ func runListen(ctx context.Context, e env, args []string) error {
 	l := &listener{e: e, log: slog.New(slog.NewTextHandler(e.stderr, nil))}
 	fs.StringVar(&l.gateway, "gateway", "ws://127.0.0.1:8080/", "WebSocket URL of the gateway")
 	fs.StringVar(&l.statePath, "state", "~/.herald/listener.json", "file keeping the subscription between runs")
+	fs.StringVar(&l.subPath, "sub-out", "~/.herald/subscription.json", "file the subscription JSON is also written to, for `heraldctl send -sub` (\"\" for none)")
 	fs.StringVar(&l.key, "key", "", "application server (VAPID) public key, base64url, to restrict the subscription to")
 	fs.IntVar(&l.count, "count", 0, "exit after this many messages; 0 runs until interrupted")
 	if err := fs.parse(e, args); err != nil {
@@ -98,6 +100,11 @@ func runListen(ctx context.Context, e env, args []string) error {
 	path, err := expandHome(l.statePath)
 	if err != nil {
 		return err
+	}
+	if l.subPath != "" {
+		if l.subPath, err = expandHome(l.subPath); err != nil {
+			return err
+		}
 	}
 	l.statePath = path
 	if err := l.load(); err != nil {
@@ -241,6 +248,12 @@ func (l *listener) printSubscription() error {
 	if buf.String() == l.printed {
 		return nil
 	}
+	// The file first: whoever reads the printed line may go straight to the file.
+	if l.subPath != "" {
+		if err := writePrivate(l.subPath, buf.Bytes()); err != nil {
+			return fatal(fmt.Errorf("write subscription: %w", err))
+		}
+	}
 	if _, err := l.e.stdout.Write(buf.Bytes()); err != nil {
 		return fatal(fmt.Errorf("write subscription: %w", err))
 	}
@@ -346,24 +359,32 @@ func (l *listener) load() error {
 	return nil
 }
 
-// saveState writes the state file readable by its owner only, creating its
-// directory. It writes a temporary file and renames it, so that a crash leaves the
-// old state or the new, never half of one.
+// saveState writes the state file.
 func saveState(path string, st listenerState) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
+	if err := writePrivate(path, append(b, '\n')); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
+}
+
+// writePrivate writes a file readable by its owner only, creating its directory. It
+// writes a temporary file and renames it, so that a crash leaves the old content or
+// the new, never half of one.
+func writePrivate(path string, b []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("save state: %w", err)
+		return err
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*") // created with mode 0600
 	if err != nil {
-		return fmt.Errorf("save state: %w", err)
+		return err
 	}
 	tmp := f.Name()
-	_, err = f.Write(append(b, '\n'))
+	_, err = f.Write(b)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -375,7 +396,7 @@ func saveState(path string, st listenerState) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp) // best effort; the error below is what matters
-		return fmt.Errorf("save state: %w", err)
+		return err
 	}
 	return nil
 }

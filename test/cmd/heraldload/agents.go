@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdh"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-push/herald/pkg/ece"
+	"github.com/herald-push/herald/pkg/ids"
+	"github.com/herald-push/herald/pkg/mozproto"
+	"github.com/herald-push/herald/pkg/pushclient"
+	"github.com/herald-push/herald/pkg/sender"
+)
+
+// agent is one connected user agent with one subscription.
+type agent struct {
+	cl   *pushclient.Client
+	priv *ecdh.PrivateKey
+	auth []byte
+	sub  sender.Subscription
+}
+
+// connectAll connects n user agents, spread over the gateways and source addresses,
+// at most rate new connections per second.
+func connectAll(ctx context.Context, cfg config) ([]*agent, error) {
+	clients := make([]*http.Client, len(cfg.sources))
+	for i, src := range cfg.sources {
+		clients[i] = pushclient.SourceClient(src)
+	}
+	agents := make([]*agent, cfg.conns)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(64)
+	tick := time.NewTicker(time.Second / time.Duration(max(cfg.connectRate, 1)))
+	defer tick.Stop()
+	for i := range agents {
+		select {
+		case <-tick.C:
+		case <-gctx.Done():
+			return nil, g.Wait()
+		}
+		g.Go(func() error {
+			a, err := connectOne(gctx, cfg.gateways[i%len(cfg.gateways)], clients[i%len(clients)])
+			if err != nil {
+				return fmt.Errorf("user agent %d: %w", i, err)
+			}
+			agents[i] = a
+			return nil
+		})
+	}
+	return agents, g.Wait()
+}
+
+func connectOne(ctx context.Context, url string, hc *http.Client) (*agent, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	priv, auth, err := ece.GenerateKeys()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := pushclient.DialWith(ctx, url, hc)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cl.Hello(ctx, "", nil); err != nil {
+		return nil, err
+	}
+	reg, err := cl.Register(ctx, ids.NewChannelID().String(), "")
+	if err != nil {
+		return nil, err
+	}
+	if reg.Status != http.StatusOK {
+		return nil, fmt.Errorf("register: status %d", reg.Status)
+	}
+	return &agent{cl: cl, priv: priv, auth: auth, sub: sender.Subscription{
+		Endpoint: reg.PushEndpoint,
+		Keys: sender.Keys{
+			P256dh: base64.RawURLEncoding.EncodeToString(priv.PublicKey().Bytes()),
+			Auth:   base64.RawURLEncoding.EncodeToString(auth),
+		},
+	}}, nil
+}
+
+// payloadHeader is the start of every plaintext: the message's sequence number and
+// the time it was sent, in Unix nanoseconds.
+const payloadHeader = 16
+
+func makePayload(seq uint64, size int, now time.Time) []byte {
+	b := make([]byte, max(size, payloadHeader))
+	binary.BigEndian.PutUint64(b[0:8], seq)
+	binary.BigEndian.PutUint64(b[8:16], uint64(now.UnixNano()))
+	return b
+}
+
+// tally counts what arrived.
+type tally struct {
+	// seen[seq] counts the copies of message seq that arrived.
+	seen      []atomic.Uint32
+	received  atomic.Int64
+	foreign   atomic.Int64
+	decryptKO atomic.Int64
+
+	mu        sync.Mutex
+	measuring bool
+	latencies []time.Duration
+}
+
+// receive reads a's notifications until ctx ends: decrypts each, records it, and acks
+// what arrived together in one frame.
+func (a *agent) receive(ctx context.Context, t *tally) {
+	var batch []mozproto.Notification
+	for {
+		n, err := a.cl.Next(ctx)
+		if err != nil {
+			return
+		}
+		batch = append(batch[:0], n)
+		for len(batch) < 64 {
+			n, ok := a.cl.TryNext()
+			if !ok {
+				break
+			}
+			batch = append(batch, n)
+		}
+		now := time.Now()
+		for _, n := range batch {
+			t.record(a, n, now)
+		}
+		if err := a.cl.Ack(ctx, batch...); err != nil {
+			return
+		}
+	}
+}
+
+func (t *tally) record(a *agent, n mozproto.Notification, now time.Time) {
+	body, err := base64.RawURLEncoding.DecodeString(n.Data)
+	if err != nil {
+		t.decryptKO.Add(1)
+		return
+	}
+	plain, err := ece.Decrypt(body, a.priv, a.auth)
+	if err != nil || len(plain) < payloadHeader {
+		// Sealed for another user agent's keys: it reached the wrong one.
+		t.foreign.Add(1)
+		return
+	}
+	seq := binary.BigEndian.Uint64(plain[0:8])
+	sent := time.Unix(0, int64(binary.BigEndian.Uint64(plain[8:16])))
+	if seq >= uint64(len(t.seen)) {
+		t.decryptKO.Add(1)
+		return
+	}
+	t.seen[seq].Add(1)
+	t.received.Add(1)
+	t.mu.Lock()
+	if t.measuring {
+		t.latencies = append(t.latencies, now.Sub(sent))
+	}
+	t.mu.Unlock()
+}

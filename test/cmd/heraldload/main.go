@@ -1,0 +1,102 @@
+// Command heraldload is Herald's load tool. It connects many user agents to the
+// gateways, sends messages through ingest at a fixed rate with bounded concurrency,
+// and reports what was delivered, how fast, and what it cost each service:
+//
+//	heraldload -gateways ws://127.0.0.1:8080/ -conns 1000 -rate 5000 -duration 30s \
+//	    -pids ingest=$(pgrep -x ingest),router=$(pgrep -x router),gateway=$(pgrep -x gateway)
+//
+// Every figure is printed with the conditions it was measured under.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/herald-push/herald/pkg/flagenv"
+)
+
+type config struct {
+	gateways    []string
+	sources     []string
+	conns       int
+	rate        int
+	duration    time.Duration
+	warmup      time.Duration
+	concurrency int
+	ttl         int
+	payload     int
+	vapid       bool
+	pids        map[string]int
+	idle        bool
+	connectRate int
+	jsonOut     bool
+}
+
+func main() {
+	var cfg config
+	fs := flag.NewFlagSet("heraldload", flag.ExitOnError)
+	gateways := fs.String("gateways", "ws://127.0.0.1:8080/", "comma-separated gateway WebSocket URLs; user agents are spread over them")
+	sources := fs.String("sources", "127.0.0.1", "comma-separated loopback source addresses for user-agent connections (each has ~28k ports)")
+	fs.IntVar(&cfg.conns, "conns", 1000, "user agents to connect")
+	fs.IntVar(&cfg.rate, "rate", 1000, "messages per second to send (0: only connect, for idle-memory runs)")
+	fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "how long to send")
+	fs.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "sending before measuring starts")
+	fs.IntVar(&cfg.concurrency, "concurrency", 64, "most requests in flight to ingest")
+	fs.IntVar(&cfg.ttl, "ttl", 60, "TTL of each message")
+	fs.IntVar(&cfg.payload, "payload", 64, "plaintext bytes per message")
+	fs.BoolVar(&cfg.vapid, "vapid", true, "sign with VAPID (one token reused, as real senders do)")
+	pids := fs.String("pids", "", "name=pid,… of processes whose CPU and memory to report (e.g. ingest=1,router=2,gateway=3)")
+	fs.BoolVar(&cfg.idle, "idle", false, "connect, report gateway memory per connection, then hold until interrupted")
+	fs.IntVar(&cfg.connectRate, "connect-rate", 2000, "new connections per second while connecting")
+	fs.BoolVar(&cfg.jsonOut, "json", false, "print the report as JSON")
+	if err := flagenv.Parse(fs, os.Args[1:], nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	cfg.gateways = splitList(*gateways)
+	cfg.sources = splitList(*sources)
+	var err error
+	if cfg.pids, err = parsePids(*pids); err != nil {
+		fmt.Fprintln(os.Stderr, "heraldload:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "heraldload:", err)
+		os.Exit(1)
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parsePids(s string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, kv := range splitList(s) {
+		name, v, ok := strings.Cut(kv, "=")
+		var pid int
+		if _, err := fmt.Sscanf(v, "%d", &pid); !ok || err != nil || pid <= 0 {
+			return nil, fmt.Errorf("-pids: %q is not name=pid", kv)
+		}
+		if _, dup := out[name]; dup {
+			// Several processes of one service (replicas) are summed under the name.
+			name = fmt.Sprintf("%s#%d", name, len(out))
+		}
+		out[name] = pid
+	}
+	return out, nil
+}

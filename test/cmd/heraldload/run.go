@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/herald-push/herald/pkg/sender"
+	"github.com/herald-push/herald/pkg/vapid"
+)
+
+func run(ctx context.Context, cfg config) error {
+	if len(cfg.gateways) == 0 || len(cfg.sources) == 0 || cfg.conns < 1 {
+		return errors.New("need -gateways, -sources and -conns")
+	}
+	before := sampleAll(cfg.pids)
+	start := time.Now()
+	agents, err := connectAll(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	connectTime := time.Since(start)
+	fmt.Fprintf(os.Stderr, "connected %d user agents over %d gateway(s) in %s\n", len(agents), len(cfg.gateways), connectTime.Round(time.Millisecond))
+	if cfg.rate == 0 || cfg.idle {
+		return reportIdle(ctx, cfg, agents, before, connectTime)
+	}
+	return runLoad(ctx, cfg, agents)
+}
+
+// reportIdle reports the resident memory each gateway gained per connection.
+func reportIdle(ctx context.Context, cfg config, agents []*agent, before map[string]procSample, connectTime time.Duration) error {
+	// Let the gateways' heaps settle before reading their size.
+	select {
+	case <-time.After(5 * time.Second):
+	case <-ctx.Done():
+	}
+	after := sampleAll(cfg.pids)
+	fmt.Printf("idle: %d user agents connected and registered over %d gateway(s) in %s (%d source address(es), GOMAXPROCS %d)\n",
+		len(agents), len(cfg.gateways), connectTime.Round(time.Millisecond), len(cfg.sources), runtime.GOMAXPROCS(0))
+	perGateway := len(agents) / max(len(cfg.gateways), 1)
+	for _, name := range sortedNames(after) {
+		b, a := before[name], after[name]
+		fmt.Printf("  %-12s rss %7.1f MiB → %7.1f MiB", name, mib(b.rssBytes), mib(a.rssBytes))
+		if perGateway > 0 && a.rssBytes > b.rssBytes {
+			fmt.Printf("  = %.1f KiB per connection (if it holds %d)", float64(a.rssBytes-b.rssBytes)/1024/float64(perGateway), perGateway)
+		}
+		fmt.Println()
+	}
+	if cfg.idle {
+		fmt.Fprintln(os.Stderr, "holding the connections; interrupt to end")
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// runLoad sends at the configured rate and reports deliveries, latency and cost.
+func runLoad(ctx context.Context, cfg config, agents []*agent) error {
+	total := int(float64(cfg.rate) * (cfg.warmup + cfg.duration).Seconds())
+	t := &tally{seen: make([]atomic.Uint32, total)}
+	rctx, stopReceiving := context.WithCancel(ctx)
+	var recv sync.WaitGroup
+	for _, a := range agents {
+		recv.Go(func() { a.receive(rctx, t) })
+	}
+	defer func() {
+		stopReceiving()
+		for _, a := range agents {
+			_ = a.cl.Close() // ending the run; the gateway sees a normal close
+		}
+		recv.Wait()
+	}()
+
+	var auth string
+	if cfg.vapid {
+		key, err := vapid.GenerateKey()
+		if err != nil {
+			return err
+		}
+		aud, err := sender.Origin(agents[0].sub.Endpoint)
+		if err != nil {
+			return err
+		}
+		if auth, err = vapid.Sign(key, aud, "mailto:load@example.com", time.Now().Add(12*time.Hour)); err != nil {
+			return err
+		}
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.concurrency, MaxConnsPerHost: cfg.concurrency}, Timeout: 10 * time.Second}
+
+	var (
+		okSent   atomic.Int64
+		failed   sync.Map // status → *atomic.Int64
+		sendErrs atomic.Int64
+		skipped  atomic.Int64
+	)
+	jobs := make(chan uint64, cfg.concurrency)
+	var senders sync.WaitGroup
+	for range cfg.concurrency {
+		senders.Go(func() {
+			for seq := range jobs {
+				a := agents[seq%uint64(len(agents))]
+				res, err := sender.Send(ctx, a.sub, makePayload(seq, cfg.payload, time.Now()), sender.Options{TTL: cfg.ttl, Authorization: auth, Client: client})
+				switch {
+				case err != nil:
+					sendErrs.Add(1)
+				case res.Status == http.StatusCreated:
+					okSent.Add(1)
+				default:
+					c, _ := failed.LoadOrStore(res.Status, new(atomic.Int64))
+					c.(*atomic.Int64).Add(1)
+				}
+			}
+		})
+	}
+
+	// Pace: every millisecond, release the messages due by then.
+	var (
+		seq          uint64
+		measureStart time.Time
+		cpuStart     map[string]procSample
+		recvStart    int64
+	)
+	begin := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	for seq < uint64(total) {
+		select {
+		case <-ctx.Done():
+			tick.Stop()
+			close(jobs)
+			senders.Wait()
+			return ctx.Err()
+		case now := <-tick.C:
+			if measureStart.IsZero() && now.Sub(begin) >= cfg.warmup {
+				measureStart, cpuStart, recvStart = now, sampleAll(cfg.pids), t.received.Load()
+				t.mu.Lock()
+				t.measuring = true
+				t.mu.Unlock()
+			}
+			due := min(uint64(now.Sub(begin).Seconds()*float64(cfg.rate)), uint64(total))
+			for ; seq < due; seq++ {
+				select {
+				case jobs <- seq:
+				default:
+					// The senders are all busy: the offered rate is not reached.
+					skipped.Add(1)
+				}
+			}
+		}
+	}
+	tick.Stop()
+	close(jobs)
+	senders.Wait()
+	sendEnd := time.Now()
+	// Wait for the stragglers: until everything accepted arrived, or 10 s of nothing new.
+	last, lastChange := t.received.Load(), time.Now()
+	for t.received.Load() < okSent.Load() && time.Since(lastChange) < 10*time.Second {
+		time.Sleep(50 * time.Millisecond)
+		if r := t.received.Load(); r != last {
+			last, lastChange = r, time.Now()
+		}
+	}
+	t.mu.Lock()
+	t.measuring = false
+	lat := append([]time.Duration(nil), t.latencies...)
+	t.mu.Unlock()
+	cpuEnd := sampleAll(cfg.pids)
+	window := sendEnd.Sub(measureStart)
+	delivered := t.received.Load() - recvStart
+
+	var lost, dups int64
+	for i := range t.seen {
+		switch n := t.seen[i].Load(); {
+		case n > 1:
+			dups += int64(n - 1)
+		}
+	}
+	lost = okSent.Load() - (t.received.Load() - dups)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+
+	fmt.Printf("conditions: %d user agents over %d gateway(s), %d source address(es); offered %d msg/s for %s after %s warm-up; %d in flight at most; TTL %d; %d-byte plaintext (aes128gcm); VAPID %v (one token reused); load tool GOMAXPROCS %d\n",
+		len(agents), len(cfg.gateways), len(cfg.sources), cfg.rate, cfg.duration, cfg.warmup, cfg.concurrency, cfg.ttl, cfg.payload, cfg.vapid, runtime.GOMAXPROCS(0))
+	fmt.Printf("sent: %d accepted (201), %d refused, %d transport errors, %d not sent (senders busy)\n",
+		okSent.Load(), countFailed(&failed), sendErrs.Load(), skipped.Load())
+	failed.Range(func(k, v any) bool {
+		fmt.Printf("  status %v: %d\n", k, v.(*atomic.Int64).Load())
+		return true
+	})
+	fmt.Printf("delivered: %d of %d accepted; lost %d, duplicates %d, to the wrong user agent %d, undecodable %d\n",
+		t.received.Load()-dups, okSent.Load(), lost, dups, t.foreign.Load(), t.decryptKO.Load())
+	fmt.Printf("throughput (measured window %s): %.0f delivered msg/s\n", window.Round(time.Millisecond), float64(delivered)/window.Seconds())
+	if len(lat) > 0 {
+		fmt.Printf("latency publish→receive: p50 %s  p99 %s  p999 %s  max %s  (%d samples)\n",
+			pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999), lat[len(lat)-1].Round(time.Microsecond), len(lat))
+	}
+	if delivered > 0 && len(cpuEnd) > 0 {
+		var sum float64
+		fmt.Printf("cost: CPU seconds per 1,000 delivered messages (measured window):\n")
+		for _, name := range sortedNames(cpuEnd) {
+			d := cpuEnd[name].cpuSeconds - cpuStart[name].cpuSeconds
+			per := d / float64(delivered) * 1000
+			sum += per
+			fmt.Printf("  %-12s %.4f   (rss %.1f MiB)\n", name, per, mib(cpuEnd[name].rssBytes))
+		}
+		fmt.Printf("  %-12s %.4f\n", "all listed", sum)
+	}
+	if lost > 0 || t.foreign.Load() > 0 {
+		return fmt.Errorf("%d accepted messages were not delivered, %d reached the wrong user agent", lost, t.foreign.Load())
+	}
+	return nil
+}
+
+func countFailed(m *sync.Map) int64 {
+	var n int64
+	m.Range(func(_, v any) bool { n += v.(*atomic.Int64).Load(); return true })
+	return n
+}
+
+func pct(sorted []time.Duration, p float64) time.Duration {
+	i := int(float64(len(sorted)-1) * p)
+	return sorted[i].Round(time.Microsecond)
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
