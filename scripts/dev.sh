@@ -73,7 +73,7 @@ cat >&2 <<EOF2
 
   Try it, in two more terminals:
     bin/heraldctl listen                   # prints its subscription (also in ~/.herald/subscription.json), then every message
-    bin/heraldctl send -sub ~/.herald/listener.json -text 'hello, Herald'
+    bin/heraldctl send -sub ~/.herald/subscription.json -text 'hello, Herald'
 
   Ctrl-C stops everything.
 

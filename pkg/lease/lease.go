@@ -89,7 +89,22 @@ func (l *Leases) Claim(ctx context.Context, u ids.UAID, gateway, addr string) (u
 
 // Lookup returns the current owner of u, or ErrNoOwner.
 func (l *Leases) Lookup(ctx context.Context, u ids.UAID) (Owner, error) {
-	vals, err := l.rdb.HMGet(ctx, l.keys.Owner(u), "epoch", "gw", "addr").Result()
+	return l.LookupIn(ctx, l.rdb, u).Result()
+}
+
+// LookupCmd is a Lookup queued in a pipeline.
+type LookupCmd struct {
+	cmd *redis.SliceCmd
+}
+
+// LookupIn queues a Lookup on c, a client or a pipeline.
+func (l *Leases) LookupIn(ctx context.Context, c redis.Cmdable, u ids.UAID) *LookupCmd {
+	return &LookupCmd{cmd: c.HMGet(ctx, l.keys.Owner(u), "epoch", "gw", "addr")}
+}
+
+// Result returns the owner, or ErrNoOwner.
+func (c *LookupCmd) Result() (Owner, error) {
+	vals, err := c.cmd.Result()
 	if err != nil {
 		return Owner{}, fmt.Errorf("lease lookup: %w", err)
 	}

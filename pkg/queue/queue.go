@@ -71,8 +71,59 @@ const (
 // Append stores e in its user agent's queue and returns its entry id. A waiting message
 // of the same channel with the same Topic is replaced (RFC 8030 §5.4).
 func (q *Queue) Append(ctx context.Context, u ids.UAID, e Entry) (string, error) {
+	keys, args, err := q.appendArgs(u, e)
+	if err != nil {
+		return "", err
+	}
+	return appendResult(appendScript.Run(ctx, q.rdb, keys, args...))
+}
+
+// AppendCmd is an Append queued in a pipeline; its Result is known once the pipeline
+// has run.
+type AppendCmd struct {
+	cmd *redis.Cmd
+	err error
+}
+
+// AppendIn queues an Append in pipeline p, so that many messages are stored in one
+// round trip. A command that fails with ErrNoScript (Redis did not know the script
+// yet) stored nothing and may be retried with Append.
+func (q *Queue) AppendIn(ctx context.Context, p redis.Pipeliner, u ids.UAID, e Entry) *AppendCmd {
+	keys, args, err := q.appendArgs(u, e)
+	if err != nil {
+		return &AppendCmd{err: err}
+	}
+	return &AppendCmd{cmd: appendScript.EvalSha(ctx, p, keys, args...)}
+}
+
+// ErrNoScript is returned by an AppendCmd that ran before Redis knew the script.
+var ErrNoScript = errors.New("queue: script not loaded")
+
+// Result returns the new entry id.
+func (c *AppendCmd) Result() (string, error) {
+	if c.err != nil {
+		return "", c.err
+	}
+	if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return "", ErrNoScript
+	}
+	return appendResult(c.cmd)
+}
+
+func appendResult(cmd *redis.Cmd) (string, error) {
+	id, err := cmd.Text()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrFull
+	}
+	if err != nil {
+		return "", fmt.Errorf("queue append: %w", err)
+	}
+	return id, nil
+}
+
+func (q *Queue) appendArgs(u ids.UAID, e Entry) ([]string, []any, error) {
 	if e.TTL <= 0 {
-		return "", errors.New("queue: append needs a positive TTL")
+		return nil, nil, errors.New("queue: append needs a positive TTL")
 	}
 	topicField := ""
 	if e.Topic != "" {
@@ -92,14 +143,7 @@ func (q *Queue) Append(ctx context.Context, u ids.UAID, e Entry) (string, error)
 	for k, v := range e.Headers {
 		args = append(args, fHeader+k, v)
 	}
-	id, err := appendScript.Run(ctx, q.rdb, []string{q.keys.Queue(u), q.keys.Topics(u)}, args...).Text()
-	if errors.Is(err, redis.Nil) {
-		return "", ErrFull
-	}
-	if err != nil {
-		return "", fmt.Errorf("queue append: %w", err)
-	}
-	return id, nil
+	return []string{q.keys.Queue(u), q.keys.Topics(u)}, args, nil
 }
 
 // Range returns up to count waiting messages after entry id after ("" for the start),

@@ -315,6 +315,159 @@ func (x *RouteResponse) GetDelivered() bool {
 	return false
 }
 
+// RouteBatchRequest carries messages that ingest received together; the router
+// stores them in one Redis round trip and delivers them in one call per gateway.
+type RouteBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*RouteRequest        `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteBatchRequest) Reset() {
+	*x = RouteBatchRequest{}
+	mi := &file_herald_v1_herald_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteBatchRequest) ProtoMessage() {}
+
+func (x *RouteBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_herald_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteBatchRequest.ProtoReflect.Descriptor instead.
+func (*RouteBatchRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RouteBatchRequest) GetRequests() []*RouteRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// RouteResult is the outcome of one message of a batch: a response, or the gRPC
+// status code and message that Route would have failed with.
+type RouteResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Response      *RouteResponse         `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	Code          int32                  `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteResult) Reset() {
+	*x = RouteResult{}
+	mi := &file_herald_v1_herald_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteResult) ProtoMessage() {}
+
+func (x *RouteResult) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_herald_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteResult.ProtoReflect.Descriptor instead.
+func (*RouteResult) Descriptor() ([]byte, []int) {
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RouteResult) GetResponse() *RouteResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *RouteResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *RouteResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type RouteBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results are in the order of the requests.
+	Results       []*RouteResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteBatchResponse) Reset() {
+	*x = RouteBatchResponse{}
+	mi := &file_herald_v1_herald_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteBatchResponse) ProtoMessage() {}
+
+func (x *RouteBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_herald_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteBatchResponse.ProtoReflect.Descriptor instead.
+func (*RouteBatchResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RouteBatchResponse) GetResults() []*RouteResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type DeleteMessageRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Uaid          string                 `protobuf:"bytes,1,opt,name=uaid,proto3" json:"uaid,omitempty"`
@@ -326,7 +479,7 @@ type DeleteMessageRequest struct {
 
 func (x *DeleteMessageRequest) Reset() {
 	*x = DeleteMessageRequest{}
-	mi := &file_herald_v1_herald_proto_msgTypes[3]
+	mi := &file_herald_v1_herald_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +491,7 @@ func (x *DeleteMessageRequest) String() string {
 func (*DeleteMessageRequest) ProtoMessage() {}
 
 func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[3]
+	mi := &file_herald_v1_herald_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +504,7 @@ func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMessageRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMessageRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{3}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteMessageRequest) GetUaid() string {
@@ -385,7 +538,7 @@ type DeleteMessageResponse struct {
 
 func (x *DeleteMessageResponse) Reset() {
 	*x = DeleteMessageResponse{}
-	mi := &file_herald_v1_herald_proto_msgTypes[4]
+	mi := &file_herald_v1_herald_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -397,7 +550,7 @@ func (x *DeleteMessageResponse) String() string {
 func (*DeleteMessageResponse) ProtoMessage() {}
 
 func (x *DeleteMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[4]
+	mi := &file_herald_v1_herald_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -410,7 +563,7 @@ func (x *DeleteMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMessageResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMessageResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{4}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteMessageResponse) GetDeleted() bool {
@@ -432,7 +585,7 @@ type DeliverRequest struct {
 
 func (x *DeliverRequest) Reset() {
 	*x = DeliverRequest{}
-	mi := &file_herald_v1_herald_proto_msgTypes[5]
+	mi := &file_herald_v1_herald_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +597,7 @@ func (x *DeliverRequest) String() string {
 func (*DeliverRequest) ProtoMessage() {}
 
 func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[5]
+	mi := &file_herald_v1_herald_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +610,7 @@ func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverRequest.ProtoReflect.Descriptor instead.
 func (*DeliverRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{5}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeliverRequest) GetMessage() *Message {
@@ -484,7 +637,7 @@ type DeliverResponse struct {
 
 func (x *DeliverResponse) Reset() {
 	*x = DeliverResponse{}
-	mi := &file_herald_v1_herald_proto_msgTypes[6]
+	mi := &file_herald_v1_herald_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +649,7 @@ func (x *DeliverResponse) String() string {
 func (*DeliverResponse) ProtoMessage() {}
 
 func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[6]
+	mi := &file_herald_v1_herald_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +662,7 @@ func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverResponse.ProtoReflect.Descriptor instead.
 func (*DeliverResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{6}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeliverResponse) GetAccepted() bool {
@@ -517,6 +670,95 @@ func (x *DeliverResponse) GetAccepted() bool {
 		return x.Accepted
 	}
 	return false
+}
+
+type DeliverBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*DeliverRequest      `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverBatchRequest) Reset() {
+	*x = DeliverBatchRequest{}
+	mi := &file_herald_v1_herald_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverBatchRequest) ProtoMessage() {}
+
+func (x *DeliverBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_herald_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverBatchRequest.ProtoReflect.Descriptor instead.
+func (*DeliverBatchRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DeliverBatchRequest) GetRequests() []*DeliverRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+type DeliverBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// accepted is in the order of the requests.
+	Accepted      []bool `protobuf:"varint,1,rep,packed,name=accepted,proto3" json:"accepted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverBatchResponse) Reset() {
+	*x = DeliverBatchResponse{}
+	mi := &file_herald_v1_herald_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverBatchResponse) ProtoMessage() {}
+
+func (x *DeliverBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_herald_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverBatchResponse.ProtoReflect.Descriptor instead.
+func (*DeliverBatchResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DeliverBatchResponse) GetAccepted() []bool {
+	if x != nil {
+		return x.Accepted
+	}
+	return nil
 }
 
 type EvictRequest struct {
@@ -530,7 +772,7 @@ type EvictRequest struct {
 
 func (x *EvictRequest) Reset() {
 	*x = EvictRequest{}
-	mi := &file_herald_v1_herald_proto_msgTypes[7]
+	mi := &file_herald_v1_herald_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +784,7 @@ func (x *EvictRequest) String() string {
 func (*EvictRequest) ProtoMessage() {}
 
 func (x *EvictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[7]
+	mi := &file_herald_v1_herald_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +797,7 @@ func (x *EvictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictRequest.ProtoReflect.Descriptor instead.
 func (*EvictRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{7}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EvictRequest) GetUaid() string {
@@ -582,7 +824,7 @@ type EvictResponse struct {
 
 func (x *EvictResponse) Reset() {
 	*x = EvictResponse{}
-	mi := &file_herald_v1_herald_proto_msgTypes[8]
+	mi := &file_herald_v1_herald_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +836,7 @@ func (x *EvictResponse) String() string {
 func (*EvictResponse) ProtoMessage() {}
 
 func (x *EvictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[8]
+	mi := &file_herald_v1_herald_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +849,7 @@ func (x *EvictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictResponse.ProtoReflect.Descriptor instead.
 func (*EvictResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{8}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EvictResponse) GetClosed() int32 {
@@ -644,7 +886,15 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"\rRouteResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06stored\x18\x02 \x01(\bR\x06stored\x12\x1c\n" +
-	"\tdelivered\x18\x03 \x01(\bR\tdelivered\"Y\n" +
+	"\tdelivered\x18\x03 \x01(\bR\tdelivered\"H\n" +
+	"\x11RouteBatchRequest\x123\n" +
+	"\brequests\x18\x01 \x03(\v2\x17.herald.v1.RouteRequestR\brequests\"m\n" +
+	"\vRouteResult\x124\n" +
+	"\bresponse\x18\x01 \x01(\v2\x18.herald.v1.RouteResponseR\bresponse\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"F\n" +
+	"\x12RouteBatchResponse\x120\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.herald.v1.RouteResultR\aresults\"Y\n" +
 	"\x14DeleteMessageRequest\x12\x12\n" +
 	"\x04uaid\x18\x01 \x01(\tR\x04uaid\x12\x1d\n" +
 	"\n" +
@@ -656,7 +906,11 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\v2\x12.herald.v1.MessageR\amessage\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"-\n" +
 	"\x0fDeliverResponse\x12\x1a\n" +
-	"\baccepted\x18\x01 \x01(\bR\baccepted\"8\n" +
+	"\baccepted\x18\x01 \x01(\bR\baccepted\"L\n" +
+	"\x13DeliverBatchRequest\x125\n" +
+	"\brequests\x18\x01 \x03(\v2\x19.herald.v1.DeliverRequestR\brequests\"2\n" +
+	"\x14DeliverBatchResponse\x12\x1a\n" +
+	"\baccepted\x18\x01 \x03(\bR\baccepted\"8\n" +
 	"\fEvictRequest\x12\x12\n" +
 	"\x04uaid\x18\x01 \x01(\tR\x04uaid\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"'\n" +
@@ -667,12 +921,15 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"\x10URGENCY_VERY_LOW\x10\x01\x12\x0f\n" +
 	"\vURGENCY_LOW\x10\x02\x12\x12\n" +
 	"\x0eURGENCY_NORMAL\x10\x03\x12\x10\n" +
-	"\fURGENCY_HIGH\x10\x042\x98\x01\n" +
+	"\fURGENCY_HIGH\x10\x042\xe3\x01\n" +
 	"\x06Router\x12:\n" +
-	"\x05Route\x12\x17.herald.v1.RouteRequest\x1a\x18.herald.v1.RouteResponse\x12R\n" +
-	"\rDeleteMessage\x12\x1f.herald.v1.DeleteMessageRequest\x1a .herald.v1.DeleteMessageResponse2\x87\x01\n" +
+	"\x05Route\x12\x17.herald.v1.RouteRequest\x1a\x18.herald.v1.RouteResponse\x12I\n" +
+	"\n" +
+	"RouteBatch\x12\x1c.herald.v1.RouteBatchRequest\x1a\x1d.herald.v1.RouteBatchResponse\x12R\n" +
+	"\rDeleteMessage\x12\x1f.herald.v1.DeleteMessageRequest\x1a .herald.v1.DeleteMessageResponse2\xd8\x01\n" +
 	"\aGateway\x12@\n" +
-	"\aDeliver\x12\x19.herald.v1.DeliverRequest\x1a\x1a.herald.v1.DeliverResponse\x12:\n" +
+	"\aDeliver\x12\x19.herald.v1.DeliverRequest\x1a\x1a.herald.v1.DeliverResponse\x12O\n" +
+	"\fDeliverBatch\x12\x1e.herald.v1.DeliverBatchRequest\x1a\x1f.herald.v1.DeliverBatchResponse\x12:\n" +
 	"\x05Evict\x12\x17.herald.v1.EvictRequest\x1a\x18.herald.v1.EvictResponseB8Z6github.com/herald-push/herald/proto/herald/v1;heraldv1b\x06proto3"
 
 var (
@@ -688,38 +945,51 @@ func file_herald_v1_herald_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_herald_v1_herald_proto_goTypes = []any{
 	(Urgency)(0),                  // 0: herald.v1.Urgency
 	(*Message)(nil),               // 1: herald.v1.Message
 	(*RouteRequest)(nil),          // 2: herald.v1.RouteRequest
 	(*RouteResponse)(nil),         // 3: herald.v1.RouteResponse
-	(*DeleteMessageRequest)(nil),  // 4: herald.v1.DeleteMessageRequest
-	(*DeleteMessageResponse)(nil), // 5: herald.v1.DeleteMessageResponse
-	(*DeliverRequest)(nil),        // 6: herald.v1.DeliverRequest
-	(*DeliverResponse)(nil),       // 7: herald.v1.DeliverResponse
-	(*EvictRequest)(nil),          // 8: herald.v1.EvictRequest
-	(*EvictResponse)(nil),         // 9: herald.v1.EvictResponse
-	nil,                           // 10: herald.v1.Message.HeadersEntry
+	(*RouteBatchRequest)(nil),     // 4: herald.v1.RouteBatchRequest
+	(*RouteResult)(nil),           // 5: herald.v1.RouteResult
+	(*RouteBatchResponse)(nil),    // 6: herald.v1.RouteBatchResponse
+	(*DeleteMessageRequest)(nil),  // 7: herald.v1.DeleteMessageRequest
+	(*DeleteMessageResponse)(nil), // 8: herald.v1.DeleteMessageResponse
+	(*DeliverRequest)(nil),        // 9: herald.v1.DeliverRequest
+	(*DeliverResponse)(nil),       // 10: herald.v1.DeliverResponse
+	(*DeliverBatchRequest)(nil),   // 11: herald.v1.DeliverBatchRequest
+	(*DeliverBatchResponse)(nil),  // 12: herald.v1.DeliverBatchResponse
+	(*EvictRequest)(nil),          // 13: herald.v1.EvictRequest
+	(*EvictResponse)(nil),         // 14: herald.v1.EvictResponse
+	nil,                           // 15: herald.v1.Message.HeadersEntry
 }
 var file_herald_v1_herald_proto_depIdxs = []int32{
-	10, // 0: herald.v1.Message.headers:type_name -> herald.v1.Message.HeadersEntry
+	15, // 0: herald.v1.Message.headers:type_name -> herald.v1.Message.HeadersEntry
 	0,  // 1: herald.v1.Message.urgency:type_name -> herald.v1.Urgency
 	1,  // 2: herald.v1.RouteRequest.message:type_name -> herald.v1.Message
-	1,  // 3: herald.v1.DeliverRequest.message:type_name -> herald.v1.Message
-	2,  // 4: herald.v1.Router.Route:input_type -> herald.v1.RouteRequest
-	4,  // 5: herald.v1.Router.DeleteMessage:input_type -> herald.v1.DeleteMessageRequest
-	6,  // 6: herald.v1.Gateway.Deliver:input_type -> herald.v1.DeliverRequest
-	8,  // 7: herald.v1.Gateway.Evict:input_type -> herald.v1.EvictRequest
-	3,  // 8: herald.v1.Router.Route:output_type -> herald.v1.RouteResponse
-	5,  // 9: herald.v1.Router.DeleteMessage:output_type -> herald.v1.DeleteMessageResponse
-	7,  // 10: herald.v1.Gateway.Deliver:output_type -> herald.v1.DeliverResponse
-	9,  // 11: herald.v1.Gateway.Evict:output_type -> herald.v1.EvictResponse
-	8,  // [8:12] is the sub-list for method output_type
-	4,  // [4:8] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	2,  // 3: herald.v1.RouteBatchRequest.requests:type_name -> herald.v1.RouteRequest
+	3,  // 4: herald.v1.RouteResult.response:type_name -> herald.v1.RouteResponse
+	5,  // 5: herald.v1.RouteBatchResponse.results:type_name -> herald.v1.RouteResult
+	1,  // 6: herald.v1.DeliverRequest.message:type_name -> herald.v1.Message
+	9,  // 7: herald.v1.DeliverBatchRequest.requests:type_name -> herald.v1.DeliverRequest
+	2,  // 8: herald.v1.Router.Route:input_type -> herald.v1.RouteRequest
+	4,  // 9: herald.v1.Router.RouteBatch:input_type -> herald.v1.RouteBatchRequest
+	7,  // 10: herald.v1.Router.DeleteMessage:input_type -> herald.v1.DeleteMessageRequest
+	9,  // 11: herald.v1.Gateway.Deliver:input_type -> herald.v1.DeliverRequest
+	11, // 12: herald.v1.Gateway.DeliverBatch:input_type -> herald.v1.DeliverBatchRequest
+	13, // 13: herald.v1.Gateway.Evict:input_type -> herald.v1.EvictRequest
+	3,  // 14: herald.v1.Router.Route:output_type -> herald.v1.RouteResponse
+	6,  // 15: herald.v1.Router.RouteBatch:output_type -> herald.v1.RouteBatchResponse
+	8,  // 16: herald.v1.Router.DeleteMessage:output_type -> herald.v1.DeleteMessageResponse
+	10, // 17: herald.v1.Gateway.Deliver:output_type -> herald.v1.DeliverResponse
+	12, // 18: herald.v1.Gateway.DeliverBatch:output_type -> herald.v1.DeliverBatchResponse
+	14, // 19: herald.v1.Gateway.Evict:output_type -> herald.v1.EvictResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_herald_proto_init() }
@@ -733,7 +1003,7 @@ func file_herald_v1_herald_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_herald_proto_rawDesc), len(file_herald_v1_herald_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

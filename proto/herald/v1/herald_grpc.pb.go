@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Router_Route_FullMethodName         = "/herald.v1.Router/Route"
+	Router_RouteBatch_FullMethodName    = "/herald.v1.Router/RouteBatch"
 	Router_DeleteMessage_FullMethodName = "/herald.v1.Router/DeleteMessage"
 )
 
@@ -35,6 +36,8 @@ type RouterClient interface {
 	// Route stores a message (unless its TTL is 0) and hands it to the gateway that owns
 	// the user agent's connection, if any. It answers only once the message is stored.
 	Route(ctx context.Context, in *RouteRequest, opts ...grpc.CallOption) (*RouteResponse, error)
+	// RouteBatch routes several messages at once; each has its own result.
+	RouteBatch(ctx context.Context, in *RouteBatchRequest, opts ...grpc.CallOption) (*RouteBatchResponse, error)
 	// DeleteMessage removes a message that is still waiting (RFC 8030 §7).
 	DeleteMessage(ctx context.Context, in *DeleteMessageRequest, opts ...grpc.CallOption) (*DeleteMessageResponse, error)
 }
@@ -51,6 +54,16 @@ func (c *routerClient) Route(ctx context.Context, in *RouteRequest, opts ...grpc
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RouteResponse)
 	err := c.cc.Invoke(ctx, Router_Route_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *routerClient) RouteBatch(ctx context.Context, in *RouteBatchRequest, opts ...grpc.CallOption) (*RouteBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RouteBatchResponse)
+	err := c.cc.Invoke(ctx, Router_RouteBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -76,6 +89,8 @@ type RouterServer interface {
 	// Route stores a message (unless its TTL is 0) and hands it to the gateway that owns
 	// the user agent's connection, if any. It answers only once the message is stored.
 	Route(context.Context, *RouteRequest) (*RouteResponse, error)
+	// RouteBatch routes several messages at once; each has its own result.
+	RouteBatch(context.Context, *RouteBatchRequest) (*RouteBatchResponse, error)
 	// DeleteMessage removes a message that is still waiting (RFC 8030 §7).
 	DeleteMessage(context.Context, *DeleteMessageRequest) (*DeleteMessageResponse, error)
 	mustEmbedUnimplementedRouterServer()
@@ -90,6 +105,9 @@ type UnimplementedRouterServer struct{}
 
 func (UnimplementedRouterServer) Route(context.Context, *RouteRequest) (*RouteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Route not implemented")
+}
+func (UnimplementedRouterServer) RouteBatch(context.Context, *RouteBatchRequest) (*RouteBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RouteBatch not implemented")
 }
 func (UnimplementedRouterServer) DeleteMessage(context.Context, *DeleteMessageRequest) (*DeleteMessageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteMessage not implemented")
@@ -133,6 +151,24 @@ func _Router_Route_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Router_RouteBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RouteBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RouterServer).RouteBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Router_RouteBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RouterServer).RouteBatch(ctx, req.(*RouteBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Router_DeleteMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DeleteMessageRequest)
 	if err := dec(in); err != nil {
@@ -163,6 +199,10 @@ var Router_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Router_Route_Handler,
 		},
 		{
+			MethodName: "RouteBatch",
+			Handler:    _Router_RouteBatch_Handler,
+		},
+		{
 			MethodName: "DeleteMessage",
 			Handler:    _Router_DeleteMessage_Handler,
 		},
@@ -172,8 +212,9 @@ var Router_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Gateway_Deliver_FullMethodName = "/herald.v1.Gateway/Deliver"
-	Gateway_Evict_FullMethodName   = "/herald.v1.Gateway/Evict"
+	Gateway_Deliver_FullMethodName      = "/herald.v1.Gateway/Deliver"
+	Gateway_DeliverBatch_FullMethodName = "/herald.v1.Gateway/DeliverBatch"
+	Gateway_Evict_FullMethodName        = "/herald.v1.Gateway/Evict"
 )
 
 // GatewayClient is the client API for Gateway service.
@@ -184,6 +225,8 @@ const (
 type GatewayClient interface {
 	// Deliver queues a message to the connected user agent that owns it.
 	Deliver(ctx context.Context, in *DeliverRequest, opts ...grpc.CallOption) (*DeliverResponse, error)
+	// DeliverBatch queues several messages at once.
+	DeliverBatch(ctx context.Context, in *DeliverBatchRequest, opts ...grpc.CallOption) (*DeliverBatchResponse, error)
 	// Evict closes a user agent's connection that a newer connection took over.
 	Evict(ctx context.Context, in *EvictRequest, opts ...grpc.CallOption) (*EvictResponse, error)
 }
@@ -200,6 +243,16 @@ func (c *gatewayClient) Deliver(ctx context.Context, in *DeliverRequest, opts ..
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DeliverResponse)
 	err := c.cc.Invoke(ctx, Gateway_Deliver_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gatewayClient) DeliverBatch(ctx context.Context, in *DeliverBatchRequest, opts ...grpc.CallOption) (*DeliverBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeliverBatchResponse)
+	err := c.cc.Invoke(ctx, Gateway_DeliverBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -224,6 +277,8 @@ func (c *gatewayClient) Evict(ctx context.Context, in *EvictRequest, opts ...grp
 type GatewayServer interface {
 	// Deliver queues a message to the connected user agent that owns it.
 	Deliver(context.Context, *DeliverRequest) (*DeliverResponse, error)
+	// DeliverBatch queues several messages at once.
+	DeliverBatch(context.Context, *DeliverBatchRequest) (*DeliverBatchResponse, error)
 	// Evict closes a user agent's connection that a newer connection took over.
 	Evict(context.Context, *EvictRequest) (*EvictResponse, error)
 	mustEmbedUnimplementedGatewayServer()
@@ -238,6 +293,9 @@ type UnimplementedGatewayServer struct{}
 
 func (UnimplementedGatewayServer) Deliver(context.Context, *DeliverRequest) (*DeliverResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Deliver not implemented")
+}
+func (UnimplementedGatewayServer) DeliverBatch(context.Context, *DeliverBatchRequest) (*DeliverBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeliverBatch not implemented")
 }
 func (UnimplementedGatewayServer) Evict(context.Context, *EvictRequest) (*EvictResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Evict not implemented")
@@ -281,6 +339,24 @@ func _Gateway_Deliver_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Gateway_DeliverBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeliverBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServer).DeliverBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gateway_DeliverBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServer).DeliverBatch(ctx, req.(*DeliverBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Gateway_Evict_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(EvictRequest)
 	if err := dec(in); err != nil {
@@ -309,6 +385,10 @@ var Gateway_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Deliver",
 			Handler:    _Gateway_Deliver_Handler,
+		},
+		{
+			MethodName: "DeliverBatch",
+			Handler:    _Gateway_DeliverBatch_Handler,
 		},
 		{
 			MethodName: "Evict",

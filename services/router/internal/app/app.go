@@ -78,7 +78,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	pool := gwpool.New()
 	defer pool.Close()
 	grpcSrv := grpc.NewServer()
-	heraldv1.RegisterRouterServer(grpcSrv, route.NewServer(
+	heraldv1.RegisterRouterServer(grpcSrv, route.NewServer(rdb,
 		queue.New(rdb, keys, cfg.MaxQueueLen), lease.New(rdb, keys, cfg.LeaseTTL), pool, cfg.DeliverTimeout, log))
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)

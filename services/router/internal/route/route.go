@@ -1,5 +1,9 @@
 // Package route is the router's gRPC service: it stores each message in its user
 // agent's queue and hands it to the gateway that holds the user agent's connection.
+//
+// Messages arrive in batches (ingest gathers those it received together): a batch is
+// stored and its owners looked up in one Redis round trip, and delivered with one
+// call per gateway.
 package route
 
 import (
@@ -8,8 +12,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -22,12 +28,13 @@ import (
 // Queue is what the router needs of the message queues.
 type Queue interface {
 	Append(ctx context.Context, u ids.UAID, e queue.Entry) (string, error)
+	AppendIn(ctx context.Context, p redis.Pipeliner, u ids.UAID, e queue.Entry) *queue.AppendCmd
 	Delete(ctx context.Context, u ids.UAID, entryIDs ...string) (int64, error)
 }
 
 // Owners finds the gateway holding a user agent.
 type Owners interface {
-	Lookup(ctx context.Context, u ids.UAID) (lease.Owner, error)
+	LookupIn(ctx context.Context, c redis.Cmdable, u ids.UAID) *lease.LookupCmd
 }
 
 // Gateways reaches gateways by address.
@@ -39,6 +46,7 @@ type Gateways interface {
 // Server implements heraldv1.RouterServer.
 type Server struct {
 	heraldv1.UnimplementedRouterServer
+	rdb            redis.UniversalClient
 	queue          Queue
 	owners         Owners
 	gateways       Gateways
@@ -48,91 +56,177 @@ type Server struct {
 }
 
 // NewServer returns a Server; deliverTimeout bounds each call to a gateway.
-func NewServer(q Queue, owners Owners, gateways Gateways, deliverTimeout time.Duration, log *slog.Logger) *Server {
-	return &Server{queue: q, owners: owners, gateways: gateways, deliverTimeout: deliverTimeout, log: log, now: time.Now}
+func NewServer(rdb redis.UniversalClient, q Queue, owners Owners, gateways Gateways, deliverTimeout time.Duration, log *slog.Logger) *Server {
+	return &Server{rdb: rdb, queue: q, owners: owners, gateways: gateways, deliverTimeout: deliverTimeout, log: log, now: time.Now}
 }
 
-// Route stores the message (TTL > 0) and delivers it if its user agent is connected.
-// It fails only when a message that must be stored could not be: then the caller
-// must not report success to the application server.
+// Route routes one message: a batch of one.
 func (s *Server) Route(ctx context.Context, req *heraldv1.RouteRequest) (*heraldv1.RouteResponse, error) {
-	m := req.GetMessage()
-	if m == nil {
-		return nil, status.Error(codes.InvalidArgument, "message is required")
+	res := s.route(ctx, []*heraldv1.RouteRequest{req})[0]
+	if res.Code != int32(codes.OK) {
+		return nil, status.Error(codes.Code(res.Code), res.Error)
 	}
-	u, err := ids.ParseUAID(m.GetUaid())
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, "bad uaid")
-	}
-	ch, err := ids.ParseChannelID(m.GetChannelId())
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, "bad channel id")
-	}
-	if m.GetTtlSeconds() < 0 {
-		return nil, status.Error(codes.InvalidArgument, "negative ttl")
-	}
-	if m.GetReceivedUnixMs() == 0 {
-		m.ReceivedUnixMs = s.now().UnixMilli()
-	}
-	resp := &heraldv1.RouteResponse{}
-	if m.GetTtlSeconds() > 0 {
-		id, err := s.queue.Append(ctx, u, queue.Entry{
-			ChannelID: ch,
-			Data:      m.GetData(),
-			Headers:   m.GetHeaders(),
-			TTL:       time.Duration(m.GetTtlSeconds()) * time.Second,
-			Received:  time.UnixMilli(m.GetReceivedUnixMs()),
-			Urgency:   int32(m.GetUrgency()),
-			Topic:     m.GetTopic(),
-		})
-		if errors.Is(err, queue.ErrFull) {
-			return nil, status.Error(codes.ResourceExhausted, "the user agent's queue is full")
-		}
-		if err != nil {
-			s.log.Error("store message", "uaid", u.String(), "err", err)
-			return nil, status.Error(codes.Unavailable, "message store unavailable")
-		}
-		m.Id, m.Stored = id, true
-		resp.Stored = true
-	} else {
-		m.Id = unstoredID()
-	}
-	resp.Id = m.Id
-	resp.Delivered = s.deliver(ctx, u, m)
-	if !resp.Stored && !resp.Delivered {
-		s.log.Debug("ttl 0 message dropped: user agent not connected", "uaid", u.String())
-	}
-	return resp, nil
+	return res.Response, nil
 }
 
-// deliver hands m to the owning gateway. Failure is not an error: a stored message
-// waits in the queue for the user agent's next connection.
-func (s *Server) deliver(ctx context.Context, u ids.UAID, m *heraldv1.Message) bool {
-	owner, err := s.owners.Lookup(ctx, u)
-	if errors.Is(err, lease.ErrNoOwner) {
-		return false
-	}
-	if err != nil {
-		s.log.Warn("look up owner", "uaid", u.String(), "err", err)
-		return false
-	}
-	gw, err := s.gateways.Client(owner.Addr)
-	if err != nil {
-		s.log.Warn("gateway client", "gateway", owner.Gateway, "err", err)
-		return false
-	}
-	dctx, cancel := context.WithTimeout(ctx, s.deliverTimeout)
-	defer cancel()
-	resp, err := gw.Deliver(dctx, &heraldv1.DeliverRequest{Message: m, Epoch: owner.Epoch})
-	if err != nil {
-		if status.Code(err) == codes.Unavailable {
-			// The gateway is gone; redial on the next message for that address.
-			s.gateways.Forget(owner.Addr)
+// RouteBatch routes several messages, each with its own result.
+func (s *Server) RouteBatch(ctx context.Context, req *heraldv1.RouteBatchRequest) (*heraldv1.RouteBatchResponse, error) {
+	return &heraldv1.RouteBatchResponse{Results: s.route(ctx, req.GetRequests())}, nil
+}
+
+// item is one message of a batch on its way through.
+type item struct {
+	u      ids.UAID
+	m      *heraldv1.Message
+	result *heraldv1.RouteResult
+	append *queue.AppendCmd
+	lookup *lease.LookupCmd
+	owner  lease.Owner
+}
+
+func fail(code codes.Code, msg string) *heraldv1.RouteResult {
+	return &heraldv1.RouteResult{Code: int32(code), Error: msg}
+}
+
+// route stores every message with a TTL and delivers every message whose user agent
+// is connected. A message fails only when it had to be stored and could not be: then
+// the caller must not report success to the application server.
+func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*heraldv1.RouteResult {
+	items := make([]item, len(reqs))
+	now := s.now().UnixMilli()
+	pipe := s.rdb.Pipeline()
+	for i, req := range reqs {
+		it := &items[i]
+		it.m = req.GetMessage()
+		if it.result = s.validate(it); it.result != nil {
+			continue
 		}
-		s.log.Warn("deliver", "uaid", u.String(), "gateway", owner.Gateway, "err", err)
-		return false
+		if it.m.GetReceivedUnixMs() == 0 {
+			it.m.ReceivedUnixMs = now
+		}
+		if it.m.GetTtlSeconds() > 0 {
+			it.append = s.queue.AppendIn(ctx, pipe, it.u, entry(it.m))
+		}
+		it.lookup = s.owners.LookupIn(ctx, pipe, it.u)
 	}
-	return resp.GetAccepted()
+	// Each command reports its own error below; Exec's is the first of them.
+	_, _ = pipe.Exec(ctx)
+
+	// Messages for one gateway go in one call, whatever their user agents' epochs.
+	byGateway := map[string][]*item{}
+	for i := range items {
+		it := &items[i]
+		if it.result != nil {
+			continue
+		}
+		resp := &heraldv1.RouteResponse{}
+		it.result = &heraldv1.RouteResult{Response: resp}
+		if it.append != nil {
+			id, err := it.append.Result()
+			if errors.Is(err, queue.ErrNoScript) {
+				// Redis (or this cluster node) had not seen the script: Append loads it.
+				id, err = s.queue.Append(ctx, it.u, entry(it.m))
+			}
+			switch {
+			case errors.Is(err, queue.ErrFull):
+				it.result = fail(codes.ResourceExhausted, "the user agent's queue is full")
+				continue
+			case err != nil:
+				s.log.Error("store message", "uaid", it.u.String(), "err", err)
+				it.result = fail(codes.Unavailable, "message store unavailable")
+				continue
+			}
+			it.m.Id, it.m.Stored = id, true
+			resp.Stored = true
+		} else {
+			it.m.Id = unstoredID()
+		}
+		resp.Id = it.m.Id
+		owner, err := it.lookup.Result()
+		switch {
+		case errors.Is(err, lease.ErrNoOwner):
+		case err != nil:
+			// The message waits in its queue for the next connection.
+			s.log.Warn("look up owner", "uaid", it.u.String(), "err", err)
+		default:
+			it.owner = owner
+			byGateway[owner.Addr] = append(byGateway[owner.Addr], it)
+		}
+	}
+	s.deliver(ctx, byGateway)
+
+	out := make([]*heraldv1.RouteResult, len(items))
+	for i := range items {
+		out[i] = items[i].result
+	}
+	return out
+}
+
+func (s *Server) validate(it *item) *heraldv1.RouteResult {
+	if it.m == nil {
+		return fail(codes.InvalidArgument, "message is required")
+	}
+	var err error
+	if it.u, err = ids.ParseUAID(it.m.GetUaid()); err != nil {
+		return fail(codes.InvalidArgument, "bad uaid")
+	}
+	if _, err := ids.ParseChannelID(it.m.GetChannelId()); err != nil {
+		return fail(codes.InvalidArgument, "bad channel id")
+	}
+	if it.m.GetTtlSeconds() < 0 {
+		return fail(codes.InvalidArgument, "negative ttl")
+	}
+	return nil
+}
+
+func entry(m *heraldv1.Message) queue.Entry {
+	ch, _ := ids.ParseChannelID(m.GetChannelId()) // checked by validate
+	return queue.Entry{
+		ChannelID: ch,
+		Data:      m.GetData(),
+		Headers:   m.GetHeaders(),
+		TTL:       time.Duration(m.GetTtlSeconds()) * time.Second,
+		Received:  time.UnixMilli(m.GetReceivedUnixMs()),
+		Urgency:   int32(m.GetUrgency()),
+		Topic:     m.GetTopic(),
+	}
+}
+
+// deliver hands each gateway its messages in one call, all gateways at once. A
+// failure is not an error: stored messages wait in their queues.
+func (s *Server) deliver(ctx context.Context, byGateway map[string][]*item) {
+	var wg sync.WaitGroup
+	for addr, items := range byGateway {
+		wg.Go(func() {
+			gateway := items[0].owner.Gateway
+			gw, err := s.gateways.Client(addr)
+			if err != nil {
+				s.log.Warn("gateway client", "gateway", gateway, "err", err)
+				return
+			}
+			req := &heraldv1.DeliverBatchRequest{Requests: make([]*heraldv1.DeliverRequest, len(items))}
+			for i, it := range items {
+				req.Requests[i] = &heraldv1.DeliverRequest{Message: it.m, Epoch: it.owner.Epoch}
+			}
+			dctx, cancel := context.WithTimeout(ctx, s.deliverTimeout)
+			defer cancel()
+			resp, err := gw.DeliverBatch(dctx, req)
+			if err != nil {
+				if status.Code(err) == codes.Unavailable {
+					// The gateway is gone; redial on the next message for that address.
+					s.gateways.Forget(addr)
+				}
+				s.log.Warn("deliver", "gateway", gateway, "messages", len(items), "err", err)
+				return
+			}
+			for i, ok := range resp.GetAccepted() {
+				if i < len(items) {
+					items[i].result.Response.Delivered = ok
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // DeleteMessage removes a waiting message.

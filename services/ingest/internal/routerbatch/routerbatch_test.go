@@ -1,0 +1,160 @@
+package routerbatch
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
+)
+
+// fakeRouter answers each message with its own channel id as the id, fails the ones
+// whose channel id is "full", and records the batch sizes. release, when set, holds
+// every call until it is closed.
+type fakeRouter struct {
+	mu      sync.Mutex
+	sizes   []int
+	release chan struct{}
+	err     error
+}
+
+func (f *fakeRouter) RouteBatch(_ context.Context, in *heraldv1.RouteBatchRequest, _ ...grpc.CallOption) (*heraldv1.RouteBatchResponse, error) {
+	f.mu.Lock()
+	f.sizes = append(f.sizes, len(in.Requests))
+	f.mu.Unlock()
+	if f.release != nil {
+		<-f.release
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
+	out := &heraldv1.RouteBatchResponse{}
+	for _, r := range in.Requests {
+		ch := r.GetMessage().GetChannelId()
+		if ch == "full" {
+			out.Results = append(out.Results, &heraldv1.RouteResult{Code: int32(codes.ResourceExhausted), Error: "full"})
+			continue
+		}
+		out.Results = append(out.Results, &heraldv1.RouteResult{Response: &heraldv1.RouteResponse{Id: ch, Stored: true}})
+	}
+	return out, nil
+}
+
+func (f *fakeRouter) DeleteMessage(context.Context, *heraldv1.DeleteMessageRequest, ...grpc.CallOption) (*heraldv1.DeleteMessageResponse, error) {
+	return &heraldv1.DeleteMessageResponse{Deleted: true}, nil
+}
+
+func start(t *testing.T, f *fakeRouter, maxBatch, inflight int) *Batcher {
+	t.Helper()
+	b := New(f, maxBatch, inflight)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return after its context ended")
+		}
+	})
+	return b
+}
+
+func route(b *Batcher, ch string) (*heraldv1.RouteResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return b.Route(ctx, &heraldv1.RouteRequest{Message: &heraldv1.Message{ChannelId: ch}})
+}
+
+func TestEachMessageGetsItsOwnResult(t *testing.T) {
+	f := &fakeRouter{release: make(chan struct{})}
+	b := start(t, f, 64, 1)
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			ch := strconv.Itoa(i)
+			if i%10 == 0 {
+				ch = "full"
+			}
+			resp, err := route(b, ch)
+			switch {
+			case ch == "full" && status.Code(err) != codes.ResourceExhausted:
+				errs[i] = errors.New("full message: " + status.Convert(err).Message())
+			case ch != "full" && (err != nil || resp.GetId() != ch):
+				errs[i] = errors.New("message " + ch + " got " + resp.GetId())
+			}
+		})
+	}
+	// Let the calls queue up behind the held first call, then release them all.
+	waitQueued(t, f, b, n)
+	close(f.release)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.sizes) < 2 || f.sizes[1] < 2 {
+		t.Fatalf("batch sizes %v: messages queued behind a busy call were not sent together", f.sizes)
+	}
+}
+
+func TestCallErrorReachesEveryMessage(t *testing.T) {
+	f := &fakeRouter{err: status.Error(codes.Unavailable, "router down")}
+	b := start(t, f, 8, 2)
+	if _, err := route(b, "x"); status.Code(err) != codes.Unavailable {
+		t.Fatalf("err = %v, want Unavailable", err)
+	}
+}
+
+func TestRunSendsWhatIsQueuedWhenStopping(t *testing.T) {
+	f := &fakeRouter{release: make(chan struct{})}
+	b := New(f, 4, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.Run(ctx); close(done) }()
+	results := make(chan error, 3)
+	for i := range 3 {
+		go func() { _, err := route(b, strconv.Itoa(i)); results <- err }()
+	}
+	waitQueued(t, f, b, 3)
+	cancel()
+	close(f.release)
+	for range 3 {
+		if err := <-results; err != nil {
+			t.Fatalf("a message queued before the stop failed: %v", err)
+		}
+	}
+	<-done
+}
+
+// waitQueued waits until the first (held) call started and the other n messages are
+// in it, queued, or held by Run while it waits for a slot.
+func waitQueued(t *testing.T, f *fakeRouter, b *Batcher, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.mu.Lock()
+		queued := len(f.sizes) == 1 && (f.sizes[0] == n || len(b.queue) == n-f.sizes[0]-1)
+		f.mu.Unlock()
+		if queued {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("messages did not queue up behind the held call")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
