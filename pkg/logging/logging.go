@@ -44,5 +44,5 @@ func (c *Config) New(w io.Writer, service string) *slog.Logger {
 	} else {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(h).With("service", service)
+	return slog.New(withTrace(h)).With("service", service)
 }

@@ -40,6 +40,9 @@ type Entry struct {
 	Received time.Time
 	Urgency  int32
 	Topic    string
+	// TraceParent is the W3C traceparent of the request that sent the message, so
+	// that its delivery, however late, joins the same trace.
+	TraceParent string
 }
 
 // Expires returns when the message's TTL runs out.
@@ -65,6 +68,7 @@ const (
 	fReceived = "r"
 	fUrgency  = "u"
 	fTopic    = "p"
+	fTrace    = "tp"
 	fHeader   = "h:" // prefix of each header field
 )
 
@@ -139,6 +143,9 @@ func (q *Queue) appendArgs(u ids.UAID, e Entry) ([]string, []any, error) {
 	)
 	if e.Topic != "" {
 		args = append(args, fTopic, e.Topic)
+	}
+	if e.TraceParent != "" {
+		args = append(args, fTrace, e.TraceParent)
 	}
 	for k, v := range e.Headers {
 		args = append(args, fHeader+k, v)
@@ -241,6 +248,7 @@ func decode(m redis.XMessage) (Entry, error) {
 		e.Data = []byte(d)
 	}
 	e.Topic = str(fTopic)
+	e.TraceParent = str(fTrace)
 	for k, v := range m.Values {
 		if len(k) > len(fHeader) && k[:len(fHeader)] == fHeader {
 			if e.Headers == nil {

@@ -70,6 +70,11 @@ func (c *Config) Open(ctx context.Context) (redis.UniversalClient, error) {
 		}
 		rdb = redis.NewClient(opt)
 	}
+	hook, err := newMetricsHook()
+	if err != nil {
+		return nil, fmt.Errorf("redis metrics: %w", err)
+	}
+	rdb.AddHook(hook)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {

@@ -103,7 +103,10 @@ type Message struct {
 	// topic is the RFC 8030 §5.4 Topic, empty when none.
 	Topic string `protobuf:"bytes,9,opt,name=topic,proto3" json:"topic,omitempty"`
 	// stored says the message is in its user agent's queue and must be acknowledged.
-	Stored        bool `protobuf:"varint,10,opt,name=stored,proto3" json:"stored,omitempty"`
+	Stored bool `protobuf:"varint,10,opt,name=stored,proto3" json:"stored,omitempty"`
+	// trace carries the W3C Trace Context (traceparent, tracestate) of the request
+	// that sent the message, so one trace follows it through batches and queues.
+	Trace         map[string]string `protobuf:"bytes,11,rep,name=trace,proto3" json:"trace,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -206,6 +209,13 @@ func (x *Message) GetStored() bool {
 		return x.Stored
 	}
 	return false
+}
+
+func (x *Message) GetTrace() map[string]string {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
 }
 
 type RouteRequest struct {
@@ -863,7 +873,7 @@ var File_herald_v1_herald_proto protoreflect.FileDescriptor
 
 const file_herald_v1_herald_proto_rawDesc = "" +
 	"\n" +
-	"\x16herald/v1/herald.proto\x12\therald.v1\"\xfe\x02\n" +
+	"\x16herald/v1/herald.proto\x12\therald.v1\"\xed\x03\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04uaid\x18\x01 \x01(\tR\x04uaid\x12\x1d\n" +
 	"\n" +
@@ -877,8 +887,13 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"\aurgency\x18\b \x01(\x0e2\x12.herald.v1.UrgencyR\aurgency\x12\x14\n" +
 	"\x05topic\x18\t \x01(\tR\x05topic\x12\x16\n" +
 	"\x06stored\x18\n" +
-	" \x01(\bR\x06stored\x1a:\n" +
+	" \x01(\bR\x06stored\x123\n" +
+	"\x05trace\x18\v \x03(\v2\x1d.herald.v1.Message.TraceEntryR\x05trace\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +
+	"\n" +
+	"TraceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"<\n" +
 	"\fRouteRequest\x12,\n" +
@@ -945,7 +960,7 @@ func file_herald_v1_herald_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_herald_v1_herald_proto_goTypes = []any{
 	(Urgency)(0),                  // 0: herald.v1.Urgency
 	(*Message)(nil),               // 1: herald.v1.Message
@@ -963,33 +978,35 @@ var file_herald_v1_herald_proto_goTypes = []any{
 	(*EvictRequest)(nil),          // 13: herald.v1.EvictRequest
 	(*EvictResponse)(nil),         // 14: herald.v1.EvictResponse
 	nil,                           // 15: herald.v1.Message.HeadersEntry
+	nil,                           // 16: herald.v1.Message.TraceEntry
 }
 var file_herald_v1_herald_proto_depIdxs = []int32{
 	15, // 0: herald.v1.Message.headers:type_name -> herald.v1.Message.HeadersEntry
 	0,  // 1: herald.v1.Message.urgency:type_name -> herald.v1.Urgency
-	1,  // 2: herald.v1.RouteRequest.message:type_name -> herald.v1.Message
-	2,  // 3: herald.v1.RouteBatchRequest.requests:type_name -> herald.v1.RouteRequest
-	3,  // 4: herald.v1.RouteResult.response:type_name -> herald.v1.RouteResponse
-	5,  // 5: herald.v1.RouteBatchResponse.results:type_name -> herald.v1.RouteResult
-	1,  // 6: herald.v1.DeliverRequest.message:type_name -> herald.v1.Message
-	9,  // 7: herald.v1.DeliverBatchRequest.requests:type_name -> herald.v1.DeliverRequest
-	2,  // 8: herald.v1.Router.Route:input_type -> herald.v1.RouteRequest
-	4,  // 9: herald.v1.Router.RouteBatch:input_type -> herald.v1.RouteBatchRequest
-	7,  // 10: herald.v1.Router.DeleteMessage:input_type -> herald.v1.DeleteMessageRequest
-	9,  // 11: herald.v1.Gateway.Deliver:input_type -> herald.v1.DeliverRequest
-	11, // 12: herald.v1.Gateway.DeliverBatch:input_type -> herald.v1.DeliverBatchRequest
-	13, // 13: herald.v1.Gateway.Evict:input_type -> herald.v1.EvictRequest
-	3,  // 14: herald.v1.Router.Route:output_type -> herald.v1.RouteResponse
-	6,  // 15: herald.v1.Router.RouteBatch:output_type -> herald.v1.RouteBatchResponse
-	8,  // 16: herald.v1.Router.DeleteMessage:output_type -> herald.v1.DeleteMessageResponse
-	10, // 17: herald.v1.Gateway.Deliver:output_type -> herald.v1.DeliverResponse
-	12, // 18: herald.v1.Gateway.DeliverBatch:output_type -> herald.v1.DeliverBatchResponse
-	14, // 19: herald.v1.Gateway.Evict:output_type -> herald.v1.EvictResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	16, // 2: herald.v1.Message.trace:type_name -> herald.v1.Message.TraceEntry
+	1,  // 3: herald.v1.RouteRequest.message:type_name -> herald.v1.Message
+	2,  // 4: herald.v1.RouteBatchRequest.requests:type_name -> herald.v1.RouteRequest
+	3,  // 5: herald.v1.RouteResult.response:type_name -> herald.v1.RouteResponse
+	5,  // 6: herald.v1.RouteBatchResponse.results:type_name -> herald.v1.RouteResult
+	1,  // 7: herald.v1.DeliverRequest.message:type_name -> herald.v1.Message
+	9,  // 8: herald.v1.DeliverBatchRequest.requests:type_name -> herald.v1.DeliverRequest
+	2,  // 9: herald.v1.Router.Route:input_type -> herald.v1.RouteRequest
+	4,  // 10: herald.v1.Router.RouteBatch:input_type -> herald.v1.RouteBatchRequest
+	7,  // 11: herald.v1.Router.DeleteMessage:input_type -> herald.v1.DeleteMessageRequest
+	9,  // 12: herald.v1.Gateway.Deliver:input_type -> herald.v1.DeliverRequest
+	11, // 13: herald.v1.Gateway.DeliverBatch:input_type -> herald.v1.DeliverBatchRequest
+	13, // 14: herald.v1.Gateway.Evict:input_type -> herald.v1.EvictRequest
+	3,  // 15: herald.v1.Router.Route:output_type -> herald.v1.RouteResponse
+	6,  // 16: herald.v1.Router.RouteBatch:output_type -> herald.v1.RouteBatchResponse
+	8,  // 17: herald.v1.Router.DeleteMessage:output_type -> herald.v1.DeleteMessageResponse
+	10, // 18: herald.v1.Gateway.Deliver:output_type -> herald.v1.DeliverResponse
+	12, // 19: herald.v1.Gateway.DeliverBatch:output_type -> herald.v1.DeliverBatchResponse
+	14, // 20: herald.v1.Gateway.Evict:output_type -> herald.v1.EvictResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_herald_proto_init() }
@@ -1003,7 +1020,7 @@ func file_herald_v1_herald_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_herald_proto_rawDesc), len(file_herald_v1_herald_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -8,8 +8,10 @@ import (
 	"flag"
 	"log/slog"
 	"net/http"
+	"os"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -21,6 +23,7 @@ import (
 	"github.com/herald-push/herald/pkg/queue"
 	"github.com/herald-push/herald/pkg/redisconn"
 	"github.com/herald-push/herald/pkg/service"
+	"github.com/herald-push/herald/pkg/telemetry"
 	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
 	"github.com/herald-push/herald/services/router/internal/route"
 )
@@ -60,7 +63,13 @@ func (c *Config) Validate() error {
 
 // Run runs the router until ctx ends, then drains.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	log.Info("starting", "grpc_listen", cfg.GRPCListen, "admin_listen", cfg.AdminListen, "redis", cfg.Redis.Redacted())
+	log.Info("starting", "grpc_listen", cfg.GRPCListen, "admin_listen", cfg.AdminListen, "redis", cfg.Redis.Redacted(),
+		"tracing", telemetry.TracingEnabled(os.Getenv))
+	tel, err := telemetry.Setup(ctx, "router")
+	if err != nil {
+		return err
+	}
+	defer tel.Close(ctx, log)
 	rdb, err := cfg.Redis.Open(ctx)
 	if err != nil {
 		return err
@@ -75,16 +84,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	keys := cfg.Redis.Keys()
-	pool := gwpool.New()
+	pool := gwpool.New(grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
 	defer pool.Close()
-	grpcSrv := grpc.NewServer()
-	heraldv1.RegisterRouterServer(grpcSrv, route.NewServer(rdb,
-		queue.New(rdb, keys, cfg.MaxQueueLen), lease.New(rdb, keys, cfg.LeaseTTL), pool, cfg.DeliverTimeout, log))
+	router, err := route.NewServer(rdb, queue.New(rdb, keys, cfg.MaxQueueLen), lease.New(rdb, keys, cfg.LeaseTTL), pool, cfg.DeliverTimeout, log)
+	if err != nil {
+		return err
+	}
+	grpcSrv := grpc.NewServer(grpc.StatsHandler(otelgrpc.NewServerHandler()))
+	heraldv1.RegisterRouterServer(grpcSrv, router)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	probe := service.NewProbe(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 	adminMux := http.NewServeMux()
 	probe.Register(adminMux)
+	adminMux.Handle("GET /metrics", tel.MetricsHandler())
 	adminSrv := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)

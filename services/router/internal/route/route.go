@@ -16,11 +16,15 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/herald-push/herald/pkg/ids"
 	"github.com/herald-push/herald/pkg/lease"
+	"github.com/herald-push/herald/pkg/msgtrace"
 	"github.com/herald-push/herald/pkg/queue"
 	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
 )
@@ -53,11 +57,20 @@ type Server struct {
 	deliverTimeout time.Duration
 	log            *slog.Logger
 	now            func() time.Time
+	tracer         trace.Tracer
+	metrics        *metrics
 }
 
 // NewServer returns a Server; deliverTimeout bounds each call to a gateway.
-func NewServer(rdb redis.UniversalClient, q Queue, owners Owners, gateways Gateways, deliverTimeout time.Duration, log *slog.Logger) *Server {
-	return &Server{rdb: rdb, queue: q, owners: owners, gateways: gateways, deliverTimeout: deliverTimeout, log: log, now: time.Now}
+func NewServer(rdb redis.UniversalClient, q Queue, owners Owners, gateways Gateways, deliverTimeout time.Duration, log *slog.Logger) (*Server, error) {
+	m, err := newMetrics()
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		rdb: rdb, queue: q, owners: owners, gateways: gateways, deliverTimeout: deliverTimeout, log: log,
+		now: time.Now, tracer: msgtrace.Tracer("router"), metrics: m,
+	}, nil
 }
 
 // Route routes one message: a batch of one.
@@ -82,6 +95,7 @@ type item struct {
 	append *queue.AppendCmd
 	lookup *lease.LookupCmd
 	owner  lease.Owner
+	span   trace.Span
 }
 
 func fail(code codes.Code, msg string) *heraldv1.RouteResult {
@@ -94,16 +108,22 @@ func fail(code codes.Code, msg string) *heraldv1.RouteResult {
 func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*heraldv1.RouteResult {
 	items := make([]item, len(reqs))
 	now := s.now().UnixMilli()
+	s.metrics.batchSize.Record(ctx, int64(len(reqs)))
 	pipe := s.rdb.Pipeline()
 	for i, req := range reqs {
 		it := &items[i]
 		it.m = req.GetMessage()
 		if it.result = s.validate(it); it.result != nil {
+			s.metrics.messages.Add(ctx, 1, outcomeInvalid)
 			continue
 		}
 		if it.m.GetReceivedUnixMs() == 0 {
 			it.m.ReceivedUnixMs = now
 		}
+		// The gateway's spans, however late, are children of this one.
+		var sctx context.Context
+		sctx, it.span = msgtrace.Start(ctx, s.tracer, "router.route", it.m.GetTrace(), msgtrace.UAID.String(it.m.GetUaid()))
+		it.m.Trace = msgtrace.Inject(sctx)
 		if it.m.GetTtlSeconds() > 0 {
 			it.append = s.queue.AppendIn(ctx, pipe, it.u, entry(it.m))
 		}
@@ -130,21 +150,29 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 			switch {
 			case errors.Is(err, queue.ErrFull):
 				it.result = fail(codes.ResourceExhausted, "the user agent's queue is full")
+				s.metrics.messages.Add(ctx, 1, outcomeFull)
+				it.span.SetStatus(otelcodes.Error, "queue full")
 				continue
 			case err != nil:
 				s.log.Error("store message", "uaid", it.u.String(), "err", err)
 				it.result = fail(codes.Unavailable, "message store unavailable")
+				s.metrics.messages.Add(ctx, 1, outcomeFailed)
+				it.span.SetStatus(otelcodes.Error, "store failed")
 				continue
 			}
 			it.m.Id, it.m.Stored = id, true
 			resp.Stored = true
+			s.metrics.messages.Add(ctx, 1, outcomeStored)
+			it.span.AddEvent("stored", trace.WithAttributes(msgtrace.MessageID.String(id)))
 		} else {
 			it.m.Id = unstoredID()
+			s.metrics.messages.Add(ctx, 1, outcomeUnstored)
 		}
 		resp.Id = it.m.Id
 		owner, err := it.lookup.Result()
 		switch {
 		case errors.Is(err, lease.ErrNoOwner):
+			s.metrics.deliveries.Add(ctx, 1, deliveryOffline)
 		case err != nil:
 			// The message waits in its queue for the next connection.
 			s.log.Warn("look up owner", "uaid", it.u.String(), "err", err)
@@ -158,6 +186,12 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 	out := make([]*heraldv1.RouteResult, len(items))
 	for i := range items {
 		out[i] = items[i].result
+		if sp := items[i].span; sp != nil {
+			if r := out[i].GetResponse(); r != nil {
+				sp.SetAttributes(attribute.Bool("herald.delivered", r.GetDelivered()), attribute.Bool("herald.stored", r.GetStored()))
+			}
+			sp.End()
+		}
 	}
 	return out
 }
@@ -189,6 +223,8 @@ func entry(m *heraldv1.Message) queue.Entry {
 		Received:  time.UnixMilli(m.GetReceivedUnixMs()),
 		Urgency:   int32(m.GetUrgency()),
 		Topic:     m.GetTopic(),
+		// Taken after the router's span started, so a late delivery hangs under it.
+		TraceParent: msgtrace.TraceParent(m.GetTrace()),
 	}
 }
 
@@ -217,11 +253,18 @@ func (s *Server) deliver(ctx context.Context, byGateway map[string][]*item) {
 					s.gateways.Forget(addr)
 				}
 				s.log.Warn("deliver", "gateway", gateway, "messages", len(items), "err", err)
+				s.metrics.deliveries.Add(ctx, int64(len(items)), deliveryFailed)
 				return
 			}
 			for i, ok := range resp.GetAccepted() {
-				if i < len(items) {
-					items[i].result.Response.Delivered = ok
+				if i >= len(items) {
+					break
+				}
+				items[i].result.Response.Delivered = ok
+				if ok {
+					s.metrics.deliveries.Add(ctx, 1, deliveryAccepted)
+				} else {
+					s.metrics.deliveries.Add(ctx, 1, deliveryRefused)
 				}
 			}
 		})
