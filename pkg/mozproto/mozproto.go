@@ -22,6 +22,9 @@ const (
 	TypePing               = "ping"
 	TypeBroadcast          = "broadcast"
 	TypeBroadcastSubscribe = "broadcast_subscribe"
+	// TypeUrgency is Herald's extension: the user agent states the lowest urgency
+	// it wants delivered now (see docs/protocol.md).
+	TypeUrgency = "urgency"
 )
 
 // Errors of Parse. Each is a protocol error: the connection is closed.
@@ -39,6 +42,9 @@ type ClientMessage struct {
 	ChannelIDs []string          `json:"channelIDs,omitempty"`
 	UseWebPush bool              `json:"use_webpush,omitempty"`
 	Broadcasts map[string]string `json:"broadcasts,omitempty"`
+	// MinUrgency is the urgency bar a hello may set before any message is sent
+	// (Herald's extension; see TypeUrgency).
+	MinUrgency string `json:"min_urgency,omitempty"`
 
 	// register, unregister
 	ChannelID string `json:"channelID,omitempty"`
@@ -52,6 +58,9 @@ type ClientMessage struct {
 
 	// nack
 	Version string `json:"version,omitempty"`
+
+	// urgency: the lowest urgency wanted now (very-low, low, normal, high)
+	Min string `json:"min,omitempty"`
 }
 
 // Update acknowledges one notification.
@@ -81,7 +90,7 @@ func Parse(data []byte) (ClientMessage, error) {
 			return m, fmt.Errorf("%w: missing messageType", ErrMalformed)
 		}
 		m.Type = TypePing
-	case TypeHello, TypeRegister, TypeUnregister, TypeAck, TypeNack, TypePing, TypeBroadcastSubscribe:
+	case TypeHello, TypeRegister, TypeUnregister, TypeAck, TypeNack, TypePing, TypeBroadcastSubscribe, TypeUrgency:
 	default:
 		return m, fmt.Errorf("%w: %q", ErrUnknownType, truncate(m.Type, 32))
 	}
@@ -97,11 +106,43 @@ func truncate(s string, n int) string {
 
 // HelloReply answers hello.
 type HelloReply struct {
-	Type       string            `json:"messageType"`
-	UAID       string            `json:"uaid"`
-	Status     int               `json:"status"`
-	UseWebPush bool              `json:"use_webpush"`
-	Broadcasts map[string]string `json:"broadcasts"`
+	Type       string     `json:"messageType"`
+	UAID       string     `json:"uaid"`
+	Status     int        `json:"status"`
+	UseWebPush bool       `json:"use_webpush"`
+	Broadcasts Broadcasts `json:"broadcasts"`
+}
+
+// Broadcasts maps broadcast ids to their current versions. Ids the push service
+// does not define are listed under the key "errors", itself a map of id to reason,
+// as autopush answers them; Firefox ignores ids it did not ask for.
+type Broadcasts map[string]any
+
+// BroadcastErrors is the key of Broadcasts listing the ids the service does not define.
+const BroadcastErrors = "errors"
+
+// BroadcastReply answers broadcast_subscribe when there is something to say, and
+// announces a broadcast's new version.
+type BroadcastReply struct {
+	Type       string     `json:"messageType"`
+	Broadcasts Broadcasts `json:"broadcasts"`
+}
+
+// UrgencyReply answers urgency with the bar now in force.
+type UrgencyReply struct {
+	Type   string `json:"messageType"`
+	Min    string `json:"min"`
+	Status int    `json:"status"`
+}
+
+// PingTooSoon answers a ping that came sooner than the minimum ping interval. Its
+// messageType is "ping", so Firefox still takes it for a pong; Status is 429 and
+// RetryAfter the seconds to wait. A client that pings too soon again is closed
+// with CloseTooManyPings.
+type PingTooSoon struct {
+	Type       string `json:"messageType"`
+	Status     int    `json:"status"`
+	RetryAfter int64  `json:"retry_after"`
 }
 
 // RegisterReply answers register.
@@ -136,6 +177,36 @@ type Notification struct {
 // Ping is the keepalive reply, an empty object.
 type Ping struct{}
 
+// Urgency names, as in the Urgency header of RFC 8030 §5.3, lowest first.
+const (
+	UrgencyVeryLow = "very-low"
+	UrgencyLow     = "low"
+	UrgencyNormal  = "normal"
+	UrgencyHigh    = "high"
+)
+
+// Ack codes a user agent gives for each update (Firefox's nsIPushErrorReporter).
+// Every code ends the message's life: only 100 means the service worker got it.
+const (
+	AckDelivered       = 100
+	AckDecryptionError = 101
+	AckNotDelivered    = 102
+)
+
+// Nack codes: a service worker failed on a message that was already acknowledged.
+const (
+	NackUncaughtException  = 301
+	NackUnhandledRejection = 302
+	NackInternalError      = 303
+)
+
+// Unregister codes: why the user agent dropped a subscription.
+const (
+	UnregisterManual            = 200
+	UnregisterQuotaExceeded     = 201
+	UnregisterPermissionRevoked = 202
+)
+
 // Close codes the gateway uses when it ends a connection (RFC 6455 §7.4; 4000-4999
 // are the application's own).
 const (
@@ -152,6 +223,16 @@ const (
 	CloseTakenOver = 4000
 	// CloseSlowConsumer ends a connection that does not read its messages fast enough.
 	CloseSlowConsumer = 4001
-	// CloseIdle ends a connection that did not say hello in time.
+	// CloseIdle ends a connection that did not say hello in time, or that stopped
+	// answering WebSocket pings.
 	CloseIdle = 4002
+	// CloseTooManyPings ends a connection that kept pinging sooner than the minimum
+	// ping interval after being told (PingTooSoon).
+	CloseTooManyPings = 4003
+	// CloseBackoff is Firefox's "do not reconnect" code (kBACKOFF_WS_STATUS_CODE in
+	// PushServiceWebSocket): Firefox stays disconnected until it has a request to
+	// send (a subscription, an unsubscription, a broadcast subscription) or the
+	// network changes. The gateway sends it only to user agents with nothing to
+	// receive: no subscription and no broadcast it defines.
+	CloseBackoff = 4774
 )

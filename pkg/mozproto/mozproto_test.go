@@ -31,6 +31,13 @@ func TestParse(t *testing.T) {
 		{name: "wrong field type", in: `{"messageType":"register","channelID":5}`, wantErr: ErrMalformed},
 		{name: "type not string", in: `{"messageType":1}`, wantErr: ErrMalformed},
 		{name: "truncated", in: `{"messageType":"hel`, wantErr: ErrMalformed},
+		{name: "firefox register with padded key", in: `{"channelID":"b502b227-0f0a-4ae5-9c5a-9dd38842a446","messageType":"register","key":"BJTtaB5X9gQvJsBfSHaMRYUV1xhCKtAi--XJSY7xtiMoa7dW0v9_MYC3S0QtHKG-Ysbmgp8KdxfZDaLfUBN5od4="}`, want: TypeRegister},
+		{name: "firefox broadcast_subscribe", in: `{"messageType":"broadcast_subscribe","broadcasts":{"remote-settings/monitor_changes":"\"0\""}}`, want: TypeBroadcastSubscribe},
+		{name: "urgency", in: `{"messageType":"urgency","min":"high"}`, want: TypeUrgency},
+		{name: "hello with null uaid", in: `{"messageType":"hello","uaid":null,"use_webpush":true}`, want: TypeHello},
+		{name: "broadcast versions not strings", in: `{"messageType":"hello","broadcasts":{"a":1}}`, wantErr: ErrMalformed},
+		{name: "server frame from a client", in: `{"messageType":"notification"}`, wantErr: ErrUnknownType},
+		{name: "null", in: `null`, wantErr: ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,6 +66,8 @@ func TestNotificationShape(t *testing.T) {
 	}
 }
 
+// FuzzParse feeds the parser arbitrary frames; testdata/fuzz/FuzzParse holds frames
+// a stock Firefox ESR sent to Herald, and Herald's own extensions.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		`{"messageType":"hello","broadcasts":{},"use_webpush":true}`,
@@ -69,8 +78,23 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Parse(b)
-		if err == nil && m.Type == "" {
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknownType) {
+				t.Fatalf("Parse error %v is neither ErrMalformed nor ErrUnknownType", err)
+			}
+			return
+		}
+		if m.Type == "" {
 			t.Fatal("parsed a frame without a type")
+		}
+		// What parses re-encodes and parses again to the same type.
+		again, err := json.Marshal(m)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		m2, err := Parse(again)
+		if err != nil || m2.Type != m.Type {
+			t.Fatalf("re-parse of %s: %q, %v; want %q", again, m2.Type, err, m.Type)
 		}
 	})
 }

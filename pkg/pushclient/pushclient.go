@@ -19,6 +19,10 @@ import (
 // ErrClosed is returned once the connection has ended; Err says why.
 var ErrClosed = errors.New("connection closed")
 
+// ErrPingTooSoon is returned by Ping when the gateway says the client pings more
+// often than it allows; pinging again before the interval closes the connection.
+var ErrPingTooSoon = errors.New("ping too soon")
+
 // Client is one connection to a gateway. Requests (Hello, Register, Unregister,
 // Ping) must not be issued concurrently; notifications arrive on their own.
 type Client struct {
@@ -196,12 +200,19 @@ func (c *Client) Ping(ctx context.Context) error {
 	if err := c.SendRaw(ctx, []byte("{}")); err != nil {
 		return err
 	}
-	var r map[string]any
+	var r struct {
+		Type       string `json:"messageType"`
+		Status     int    `json:"status"`
+		RetryAfter int64  `json:"retry_after"`
+	}
 	if err := c.reply(ctx, &r); err != nil {
 		return err
 	}
-	if len(r) != 0 {
-		return fmt.Errorf("ping answered with %v", r)
+	switch {
+	case r.Status == http.StatusTooManyRequests:
+		return fmt.Errorf("%w: retry after %ds", ErrPingTooSoon, r.RetryAfter)
+	case r.Type != "" && r.Type != mozproto.TypePing, r.Status != 0:
+		return fmt.Errorf("ping answered with type %q status %d", r.Type, r.Status)
 	}
 	return nil
 }

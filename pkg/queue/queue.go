@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/herald-push/herald/pkg/ids"
 	"github.com/herald-push/herald/pkg/rkey"
@@ -27,6 +29,13 @@ var ErrFull = errors.New("queue full")
 var appendLua string
 
 var appendScript = redis.NewScript(appendLua)
+
+// expiredCounter counts messages removed because their TTL ran out before delivery.
+// An instrument of the global meter provider: created before the service installs
+// its provider, it delegates to it once installed. Its error is for invalid names
+// only, and this one is valid.
+var expiredCounter, _ = otel.GetMeterProvider().Meter("herald/queue").Int64Counter("herald.queue.expired",
+	metric.WithUnit("{message}"), metric.WithDescription("Messages removed from queues because their TTL ran out before delivery"))
 
 // Entry is one waiting message.
 type Entry struct {
@@ -184,6 +193,7 @@ func (q *Queue) Range(ctx context.Context, u ids.UAID, after string, count int64
 		if err := q.rdb.XDel(ctx, key, expired...).Err(); err != nil {
 			return nil, fmt.Errorf("queue drop expired: %w", err)
 		}
+		expiredCounter.Add(ctx, int64(len(expired)))
 	}
 	return out, nil
 }

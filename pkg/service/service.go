@@ -86,7 +86,10 @@ func Wait(ctx context.Context, d time.Duration) {
 }
 
 // GracefulStop stops a gRPC server gracefully, or hard when ctx ends first.
-func GracefulStop(ctx context.Context, s interface{ GracefulStop(); Stop() }) {
+func GracefulStop(ctx context.Context, s interface {
+	GracefulStop()
+	Stop()
+}) {
 	done := make(chan struct{})
 	go func() { s.GracefulStop(); close(done) }()
 	select {

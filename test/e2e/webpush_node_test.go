@@ -16,6 +16,7 @@ import (
 
 	"github.com/herald-push/herald/pkg/ece"
 	"github.com/herald-push/herald/pkg/ids"
+	"github.com/herald-push/herald/pkg/mozproto"
 	"github.com/herald-push/herald/pkg/pushclient"
 	"github.com/herald-push/herald/pkg/sender"
 	"github.com/herald-push/herald/pkg/vapid"
@@ -26,8 +27,11 @@ import (
 const webpushNodeDir = "../interop/webpush-node"
 
 // TestWebPushNodeLibrary sends with web-push, the npm library most Node.js
-// application servers use: its aes128gcm encryption, VAPID signature and headers
-// must be what Herald accepts, and what reaches the user agent must decrypt.
+// application servers use: its aes128gcm and legacy aesgcm encryption, its VAPID
+// signatures (the RFC 8292 form with aes128gcm, the older "WebPush" form with
+// aesgcm) and its headers must be what Herald accepts, with and without VAPID, to
+// restricted and unrestricted subscriptions, and what reaches the user agent must
+// decrypt.
 func TestWebPushNodeLibrary(t *testing.T) {
 	dir := webpushNodeProject(t)
 	c := cluster.Start(t)
@@ -39,62 +43,69 @@ func TestWebPushNodeLibrary(t *testing.T) {
 		t.Fatal(err)
 	}
 	appKey := newNodeVAPIDKeys(t)
+	other := newNodeVAPIDKeys(t)
 	open := nodeSubscribe(ctx, t, cl, "")
 	restricted := nodeSubscribe(ctx, t, cl, appKey.public)
 
-	texts := map[string]string{
-		open.channelID:       "héllo from web-push, unrestricted ✓",
-		restricted.channelID: "héllo from web-push, signed with the subscription's key ✓",
-	}
-	for _, s := range []*nodeSubscription{open, restricted} {
-		res, code := nodeSend(t, dir, s.json, texts[s.channelID], &appKey)
-		if code != 0 || res.StatusCode != 201 {
-			t.Fatalf("web-push to channel %s: exit %d, status %d, body %q", s.channelID, code, res.StatusCode, res.Body)
-		}
-		if loc, _ := res.Headers["location"].(string); !strings.HasPrefix(loc, c.IngestURL()+"/m/") {
-			t.Errorf("Location %q, want a message under %s/m/", loc, c.IngestURL())
-		}
-		if ttl, _ := res.Headers["ttl"].(string); ttl != "60" {
-			t.Errorf("TTL header %q, want the 60 sent", ttl)
-		}
-	}
-	subs := map[string]*nodeSubscription{open.channelID: open, restricted.channelID: restricted}
-	for range 2 {
-		ch, text := nodeReceive(ctx, t, cl, subs)
-		if text != texts[ch] {
-			t.Errorf("channel %s decrypted %q, want %q", ch, text, texts[ch])
-		}
-		delete(subs, ch) // each exactly once
-	}
+	for _, encoding := range []string{"aes128gcm", "aesgcm"} {
+		t.Run(encoding, func(t *testing.T) {
+			for _, tc := range []struct {
+				name string
+				sub  *nodeSubscription
+				keys *nodeVAPIDKeys
+			}{
+				{"unrestricted, without VAPID", open, nil},
+				{"unrestricted, VAPID", open, &other},
+				{"restricted, VAPID of its key", restricted, &appKey},
+			} {
+				text := "héllo from web-push, " + encoding + ", " + tc.name + " ✓"
+				res, code := nodeSend(t, dir, tc.sub.json, text, tc.keys, "--content-encoding", encoding)
+				if code != 0 || res.StatusCode != 201 {
+					t.Fatalf("%s: exit %d, status %d, body %q", tc.name, code, res.StatusCode, res.Body)
+				}
+				if loc, _ := res.Headers["location"].(string); !strings.HasPrefix(loc, c.IngestURL()+"/m/") {
+					t.Errorf("%s: Location %q, want a message under %s/m/", tc.name, loc, c.IngestURL())
+				}
+				if ttl, _ := res.Headers["ttl"].(string); ttl != "60" {
+					t.Errorf("%s: TTL header %q, want the 60 sent", tc.name, ttl)
+				}
+				ch, got, n := nodeReceive(ctx, t, cl, map[string]*nodeSubscription{tc.sub.channelID: tc.sub})
+				if got != text || n.Headers["encoding"] != encoding {
+					t.Errorf("%s: channel %s decrypted %q with headers %v, want %q", tc.name, ch, got, n.Headers, text)
+				}
+			}
 
-	// A restricted subscription refuses another VAPID key (403), and a message
-	// without VAPID (401); web-push rejects with the status and Herald's JSON error.
-	other := newNodeVAPIDKeys(t)
-	for _, tc := range []struct {
-		name   string
-		keys   *nodeVAPIDKeys
-		status int
-		errno  int
-	}{
-		{"another key", &other, 403, 116},
-		{"no VAPID", nil, 401, 109},
-	} {
-		res, code := nodeSend(t, dir, restricted.json, "forged", tc.keys)
-		if code != 1 || res.StatusCode != tc.status {
-			t.Errorf("%s: web-push exited %d with status %d, want 1 and %d", tc.name, code, res.StatusCode, tc.status)
-			continue
-		}
-		var apiErr struct{ Code, Errno int }
-		if err := json.Unmarshal([]byte(res.Body), &apiErr); err != nil || apiErr.Code != tc.status || apiErr.Errno != tc.errno {
-			t.Errorf("%s: error body %q, want code %d and errno %d", tc.name, res.Body, tc.status, tc.errno)
-		}
-	}
-	// Nothing of the refused messages was stored: the next message is the next to come.
-	if res, code := nodeSend(t, dir, restricted.json, "after the forgeries", &appKey); code != 0 || res.StatusCode != 201 {
-		t.Fatalf("web-push: exit %d, status %d, body %q", code, res.StatusCode, res.Body)
-	}
-	if ch, text := nodeReceive(ctx, t, cl, map[string]*nodeSubscription{restricted.channelID: restricted}); text != "after the forgeries" {
-		t.Errorf("channel %s decrypted %q, want %q", ch, text, "after the forgeries")
+			// A restricted subscription refuses another VAPID key (403), and a
+			// message without VAPID (401); web-push rejects with the status and
+			// Herald's JSON error.
+			for _, tc := range []struct {
+				name   string
+				keys   *nodeVAPIDKeys
+				status int
+				errno  int
+			}{
+				{"another key", &other, 403, 116},
+				{"no VAPID", nil, 401, 109},
+			} {
+				res, code := nodeSend(t, dir, restricted.json, "forged", tc.keys, "--content-encoding", encoding)
+				if code != 1 || res.StatusCode != tc.status {
+					t.Errorf("%s: web-push exited %d with status %d, want 1 and %d", tc.name, code, res.StatusCode, tc.status)
+					continue
+				}
+				var apiErr struct{ Code, Errno int }
+				if err := json.Unmarshal([]byte(res.Body), &apiErr); err != nil || apiErr.Code != tc.status || apiErr.Errno != tc.errno {
+					t.Errorf("%s: error body %q, want code %d and errno %d", tc.name, res.Body, tc.status, tc.errno)
+				}
+			}
+			// Nothing of the refused messages was stored: the next message is the
+			// next to come.
+			if res, code := nodeSend(t, dir, restricted.json, "after the forgeries", &appKey, "--content-encoding", encoding); code != 0 || res.StatusCode != 201 {
+				t.Fatalf("web-push: exit %d, status %d, body %q", code, res.StatusCode, res.Body)
+			}
+			if ch, text, _ := nodeReceive(ctx, t, cl, map[string]*nodeSubscription{restricted.channelID: restricted}); text != "after the forgeries" {
+				t.Errorf("channel %s decrypted %q, want %q", ch, text, "after the forgeries")
+			}
+		})
 	}
 }
 
@@ -185,9 +196,9 @@ type nodeResult struct {
 	Body       string         `json:"body"`
 }
 
-// nodeSend runs send.mjs, signing with keys unless nil, and returns its result and
-// exit code.
-func nodeSend(t testing.TB, dir, sub, text string, keys *nodeVAPIDKeys) (nodeResult, int) {
+// nodeSend runs send.mjs, signing with keys unless nil, with any extra arguments,
+// and returns its result and exit code.
+func nodeSend(t testing.TB, dir, sub, text string, keys *nodeVAPIDKeys, extra ...string) (nodeResult, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -195,6 +206,7 @@ func nodeSend(t testing.TB, dir, sub, text string, keys *nodeVAPIDKeys) (nodeRes
 	if keys != nil {
 		args = append(args, "--vapid-public-key", keys.public, "--vapid-private-key", keys.private)
 	}
+	args = append(args, extra...)
 	cmd := exec.CommandContext(ctx, "node", args...)
 	cmd.Dir = dir
 	// Only the arguments configure send.mjs.
@@ -222,8 +234,9 @@ func nodeSend(t testing.TB, dir, sub, text string, keys *nodeVAPIDKeys) (nodeRes
 	return res, code
 }
 
-// nodeReceive waits for one notification for one of subs, decrypts and acks it.
-func nodeReceive(ctx context.Context, t testing.TB, cl *pushclient.Client, subs map[string]*nodeSubscription) (channelID, text string) {
+// nodeReceive waits for one notification for one of subs, decrypts it (aes128gcm,
+// or aesgcm with the keys of its headers) and acks it.
+func nodeReceive(ctx context.Context, t testing.TB, cl *pushclient.Client, subs map[string]*nodeSubscription) (channelID, text string, n mozproto.Notification) {
 	t.Helper()
 	n, err := cl.Next(ctx)
 	if err != nil {
@@ -233,19 +246,27 @@ func nodeReceive(ctx context.Context, t testing.TB, cl *pushclient.Client, subs 
 	if !ok {
 		t.Fatalf("unexpected notification for channel %s", n.ChannelID)
 	}
-	if n.Headers["encoding"] != "aes128gcm" {
-		t.Fatalf("notification headers %v, want encoding aes128gcm", n.Headers)
-	}
 	body, err := base64.RawURLEncoding.DecodeString(n.Data)
 	if err != nil {
 		t.Fatalf("notification data: %v", err)
 	}
-	plain, err := ece.Decrypt(body, s.priv, s.auth)
+	var plain []byte
+	switch n.Headers["encoding"] {
+	case "aes128gcm":
+		plain, err = ece.Decrypt(body, s.priv, s.auth)
+	case "aesgcm":
+		var p ece.AESGCMParams
+		if p, err = ece.ParseAESGCMParams(n.Headers["encryption"], n.Headers["crypto_key"]); err == nil {
+			plain, err = ece.DecryptAESGCM(body, p, s.priv, s.auth)
+		}
+	default:
+		t.Fatalf("notification headers %v, want encoding aes128gcm or aesgcm", n.Headers)
+	}
 	if err != nil {
-		t.Fatalf("decrypt: %v", err)
+		t.Fatalf("decrypt %s: %v", n.Headers["encoding"], err)
 	}
 	if err := cl.Ack(ctx, n); err != nil {
 		t.Fatal(err)
 	}
-	return n.ChannelID, string(plain)
+	return n.ChannelID, string(plain), n
 }

@@ -3,10 +3,16 @@
 // runs it to check that Herald interoperates with the library most servers use.
 //
 //   node send.mjs --subscription <JSON or file> --text <text> \
-//     [--ttl 60] [--subject mailto:...] [--vapid-public-key K --vapid-private-key K]
+//     [--ttl 60] [--subject mailto:...] [--vapid-public-key K --vapid-private-key K] \
+//     [--content-encoding aes128gcm|aesgcm] [--topic T] [--urgency very-low|low|normal|high]
+//
+// Without VAPID keys the message is sent unsigned. --content-encoding aesgcm sends
+// the legacy coding, with its keys in the Encryption and Crypto-Key headers (and
+// VAPID, if any, in the "WebPush" Authorization form with p256ecdsa in Crypto-Key).
 //
 // Each option may come from the environment instead: WEBPUSH_SUBSCRIPTION,
-// WEBPUSH_TEXT, WEBPUSH_TTL, VAPID_SUBJECT, VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY.
+// WEBPUSH_TEXT, WEBPUSH_TTL, WEBPUSH_CONTENT_ENCODING, WEBPUSH_TOPIC,
+// WEBPUSH_URGENCY, VAPID_SUBJECT, VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY.
 //
 // On success it prints {"statusCode":..,"headers":{..}} on stdout and exits 0. When
 // the push service refuses the message it prints {"statusCode":..,"headers":{..},
@@ -27,6 +33,9 @@ const { values } = parseArgs({
     subject: { type: 'string', default: process.env.VAPID_SUBJECT ?? 'mailto:admin@example.com' },
     'vapid-public-key': { type: 'string', default: process.env.VAPID_PUBLIC_KEY },
     'vapid-private-key': { type: 'string', default: process.env.VAPID_PRIVATE_KEY },
+    'content-encoding': { type: 'string', default: process.env.WEBPUSH_CONTENT_ENCODING ?? 'aes128gcm' },
+    topic: { type: 'string', default: process.env.WEBPUSH_TOPIC },
+    urgency: { type: 'string', default: process.env.WEBPUSH_URGENCY },
   },
   strict: true,
 });
@@ -46,7 +55,13 @@ const raw = values.subscription.trimStart().startsWith('{')
   : readFileSync(values.subscription, 'utf8');
 const subscription = JSON.parse(raw);
 
-const options = { TTL: ttl, contentEncoding: 'aes128gcm' };
+const contentEncoding = values['content-encoding'];
+if (contentEncoding !== 'aes128gcm' && contentEncoding !== 'aesgcm') {
+  fail(`--content-encoding ${contentEncoding}: want aes128gcm or aesgcm`);
+}
+const options = { TTL: ttl, contentEncoding };
+if (values.topic) options.topic = values.topic;
+if (values.urgency) options.urgency = values.urgency;
 const publicKey = values['vapid-public-key'];
 const privateKey = values['vapid-private-key'];
 if (publicKey || privateKey) {

@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -27,6 +29,7 @@ import (
 	"github.com/herald-push/herald/pkg/redisconn"
 	"github.com/herald-push/herald/pkg/service"
 	"github.com/herald-push/herald/pkg/store"
+	"github.com/herald-push/herald/pkg/telemetry"
 	"github.com/herald-push/herald/pkg/token"
 	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
 	"github.com/herald-push/herald/services/gateway/internal/deliver"
@@ -47,6 +50,9 @@ type Config struct {
 	InboxSize     int
 	MaxQueueLen   int64
 	DrainWindow   time.Duration
+	// MinPingInterval and Broadcasts are protocol settings of sessions.
+	MinPingInterval time.Duration
+	Broadcasts      string
 
 	WS       wsconn.Config
 	Postgres store.Config
@@ -74,6 +80,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.WS.PingInterval, "ws-ping-interval", 60*time.Second, "interval of WebSocket pings to user agents")
 	fs.DurationVar(&c.WS.WriteTimeout, "ws-write-timeout", 10*time.Second, "longest a write to a user agent may take")
 	fs.DurationVar(&c.WS.OpTimeout, "op-timeout", 5*time.Second, "bound on the storage work of one frame")
+	fs.IntVar(&c.WS.OutboxSize, "ws-outbox-size", 64, "frames queued for writing per connection; a user agent whose queue stays full for ws-write-timeout is closed as a slow consumer")
+	fs.DurationVar(&c.WS.CloseLinger, "ws-close-linger", time.Second, "how long a close frame waits for the user agent's answer before the TCP connection is dropped")
+	fs.DurationVar(&c.WS.BackoffAfter, "ws-backoff-after", time.Minute, "quiet time after which a user agent with nothing to receive is closed with 4774 (do not reconnect); 0 keeps it")
+	fs.DurationVar(&c.MinPingInterval, "min-ping-interval", 30*time.Second, "least time between two protocol pings of a user agent; a ping sooner is told so, a second one closes")
+	fs.StringVar(&c.Broadcasts, "broadcasts", "", "broadcasts Herald defines, as id=version pairs separated by commas (none by default)")
 	c.Postgres.RegisterFlags(fs)
 	c.Redis.RegisterFlags(fs)
 	c.Tokens.RegisterFlags(fs)
@@ -89,10 +100,13 @@ func (c *Config) Validate() error {
 	if c.MaxChannels < 1 || c.InboxSize < 1 || c.MaxQueueLen < 1 {
 		return errors.New("max-channels, inbox-size and max-queue-len must be positive")
 	}
-	if c.WS.ReadLimit < 1024 || c.WS.HelloTimeout <= 0 || c.WS.PingInterval <= 0 || c.WS.WriteTimeout <= 0 || c.WS.OpTimeout <= 0 {
-		return errors.New("ws-read-limit must be at least 1024 and the ws timeouts positive")
+	if c.MinPingInterval < 0 {
+		return errors.New("min-ping-interval must not be negative")
 	}
-	return errors.Join(c.Postgres.Validate(), c.Redis.Validate(), c.Tokens.Validate(), c.Log.Validate())
+	if _, err := parseBroadcasts(c.Broadcasts); err != nil {
+		return err
+	}
+	return errors.Join(c.WS.Validate(), c.Postgres.Validate(), c.Redis.Validate(), c.Tokens.Validate(), c.Log.Validate())
 }
 
 // Run runs the gateway until ctx ends, then drains.
@@ -102,11 +116,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("starting", "id", cfg.ID, "listen", cfg.Listen, "grpc_listen", cfg.GRPCListen, "admin_listen", cfg.AdminListen,
 		"endpoint_url", cfg.EndpointURL, "postgres", cfg.Postgres.Redacted(), "redis", cfg.Redis.Redacted(),
-		"lease_ttl", cfg.LeaseTTL, "drain_window", cfg.DrainWindow)
+		"lease_ttl", cfg.LeaseTTL, "drain_window", cfg.DrainWindow, "min_ping_interval", cfg.MinPingInterval,
+		"broadcasts", cfg.Broadcasts, "ws_backoff_after", cfg.WS.BackoffAfter, "ws_outbox_size", cfg.WS.OutboxSize)
+	broadcasts, err := parseBroadcasts(cfg.Broadcasts)
+	if err != nil {
+		return err
+	}
 	tokens, err := cfg.Tokens.Codec()
 	if err != nil {
 		return err
 	}
+	tel, err := telemetry.Setup(ctx, "gateway")
+	if err != nil {
+		return err
+	}
+	defer tel.Close(ctx, log)
 	st, err := store.Open(ctx, cfg.Postgres.URL)
 	if err != nil {
 		return err
@@ -141,26 +165,36 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	keys := cfg.Redis.Keys()
 	leases := lease.New(rdb, keys, cfg.LeaseTTL)
 	gateways := lease.NewRegistry(rdb, keys)
-	pool := gwpool.New()
+	pool := gwpool.New(grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
 	defer pool.Close()
-	hub := session.NewHub(session.Config{
+	hub, err := session.NewHub(session.Config{
 		EndpointURL: cfg.EndpointURL,
 		GatewayID:   cfg.ID,
 		GatewayAddr: advertise,
 		MaxChannels: cfg.MaxChannels,
 		InboxSize:   cfg.InboxSize,
 		DrainPage:   100,
-	}, st, queue.New(rdb, keys, cfg.MaxQueueLen), leases, deliver.Evictor{Pool: pool}, tokens, log)
 
-	wss := wsconn.NewServer(cfg.WS, hub, log)
+		MinPingInterval: cfg.MinPingInterval,
+		Broadcasts:      broadcasts,
+	}, st, queue.New(rdb, keys, cfg.MaxQueueLen), leases, deliver.Evictor{Pool: pool}, tokens, log)
+	if err != nil {
+		return err
+	}
+
+	wss, err := wsconn.NewServer(cfg.WS, hub, log)
+	if err != nil {
+		return err
+	}
 	wsSrv := &http.Server{Handler: wss, ReadHeaderTimeout: 10 * time.Second}
-	grpcSrv := grpc.NewServer()
+	grpcSrv := grpc.NewServer(grpc.StatsHandler(otelgrpc.NewServerHandler()))
 	heraldv1.RegisterGatewayServer(grpcSrv, deliver.NewServer(hub))
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	probe := service.NewProbe(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 	adminMux := http.NewServeMux()
 	probe.Register(adminMux)
+	adminMux.Handle("GET /metrics", tel.MetricsHandler())
 	adminSrv := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
 
 	if err := gateways.Announce(ctx, cfg.ID, advertise, cfg.LeaseTTL); err != nil {
@@ -265,4 +299,20 @@ func defaultID() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return fmt.Sprintf("%s-%s", host, hex.EncodeToString(b[:]))
+}
+
+// parseBroadcasts reads "id=version,id=version".
+func parseBroadcasts(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		id, version, ok := strings.Cut(kv, "=")
+		if !ok || id == "" || version == "" {
+			return nil, fmt.Errorf("broadcasts: %q is not id=version", kv)
+		}
+		out[id] = version
+	}
+	return out, nil
 }

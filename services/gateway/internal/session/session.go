@@ -2,34 +2,55 @@ package session
 
 import (
 	"context"
+	"crypto/ecdh"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/herald-push/herald/pkg/ids"
 	"github.com/herald-push/herald/pkg/mozproto"
-	"github.com/herald-push/herald/pkg/queue"
 	"github.com/herald-push/herald/pkg/store"
 	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
 )
 
 // Session is an identified user agent on this gateway. Its methods other than Offer,
-// Kick, Kicked, Epoch and UAID must be called from one goroutine, the transport's.
+// Kick, Kicked, KickReason, Epoch and UAID must be called from one goroutine, the
+// transport's.
 type Session struct {
 	hub   *Hub
 	uaid  ids.UAID
 	epoch uint64
+	// stored says the uaid is in Postgres; a new one is stored at its first register.
+	stored bool
 
 	// channels maps each subscribed channel to its application server key (nil if
-	// unrestricted). Owned by the transport goroutine.
+	// unrestricted).
 	channels map[ids.ChannelID][]byte
-	// cursor is the queue entry id of the newest stored message sent on this
-	// connection: live messages at or before it were already sent by a drain.
+	// broadcasts are the ids of broadcasts Herald defines that the user agent follows.
+	broadcasts map[string]struct{}
+	// cursor is the queue entry id of the newest stored message this connection has
+	// dealt with (sent, or held below the urgency bar): live messages at or before
+	// it were already dealt with by a drain.
 	cursor string
+	// held are the stored messages at or before cursor that the urgency bar kept
+	// back; they are sent when the bar is lowered.
+	held map[string]struct{}
+	// release is the state of a pass over the queue that sends held messages.
+	release *releaseScan
+	// minUrgency is the urgency bar, a heraldv1.Urgency; read by Offer.
+	minUrgency atomic.Int32
+
+	lastPing time.Time
+	pingWarn bool
+
+	// inflight are the stored messages sent and not yet acknowledged (at most
+	// maxTracked), for the delivery latency and the ack span.
+	inflight map[string]sentMessage
 
 	inbox  chan *heraldv1.Message
 	resync chan struct{}
@@ -37,6 +58,14 @@ type Session struct {
 	kickOnce   sync.Once
 	kicked     chan struct{}
 	kickReason int
+}
+
+// Result is what a frame asks of the transport, in order: send Replies, then drain
+// the queue again if Drain is set, then close with Close if it is not zero.
+type Result struct {
+	Replies []any
+	Drain   bool
+	Close   int
 }
 
 // UAID returns the session's user agent id.
@@ -68,8 +97,12 @@ func (s *Session) Kick(code int) {
 
 // Offer hands a live message to the session. It never blocks: when the inbox is
 // full, a stored message is left to the next Drain and Offer still succeeds; a
-// message that was not stored (TTL 0) is refused.
+// message that was not stored (TTL 0) is refused, and so is one below the urgency
+// bar, which cannot wait.
 func (s *Session) Offer(m *heraldv1.Message) bool {
+	if !m.Stored && urgencyOf(m.Urgency) < heraldv1.Urgency(s.minUrgency.Load()) {
+		return false
+	}
 	select {
 	case s.inbox <- m:
 		return true
@@ -85,25 +118,83 @@ func (s *Session) Offer(m *heraldv1.Message) bool {
 	return true
 }
 
-// Register subscribes a channel and returns its push endpoint.
+// Idle reports whether the user agent has nothing to receive: no subscription and no
+// broadcast Herald defines. Such a connection may be closed with
+// mozproto.CloseBackoff.
+func (s *Session) Idle() bool { return len(s.channels) == 0 && len(s.broadcasts) == 0 }
+
+// Handle answers one frame of an identified user agent.
+func (s *Session) Handle(ctx context.Context, m mozproto.ClientMessage) (Result, error) {
+	var (
+		r     Result
+		reply any
+		err   error
+	)
+	switch m.Type {
+	case mozproto.TypeHello:
+		return r, fmt.Errorf("%w: second hello", ErrProtocol)
+	case mozproto.TypeRegister:
+		reply, err = s.Register(ctx, m)
+	case mozproto.TypeUnregister:
+		reply, err = s.Unregister(ctx, m)
+	case mozproto.TypeAck:
+		err = s.Ack(ctx, m)
+	case mozproto.TypeNack:
+		s.Nack(m)
+	case mozproto.TypePing:
+		reply, r.Close = s.Ping()
+	case mozproto.TypeBroadcastSubscribe:
+		if b := s.followBroadcasts(m.Broadcasts); len(b) > 0 {
+			reply = mozproto.BroadcastReply{Type: mozproto.TypeBroadcast, Broadcasts: b}
+		}
+	case mozproto.TypeUrgency:
+		reply, r.Drain = s.SetUrgency(m.Min)
+	default:
+		return r, fmt.Errorf("%w: unexpected %s", ErrProtocol, m.Type)
+	}
+	if err != nil {
+		return r, err
+	}
+	if reply != nil {
+		r.Replies = append(r.Replies, reply)
+	}
+	return r, nil
+}
+
+// Register subscribes a channel and returns its push endpoint. Statuses: 200; 400
+// for a channel id that is not a lowercase UUID or a key that is not a P-256 public
+// key; 409 for a channel already registered with another key; 413 past the channel
+// limit. Registering a channel again with the same key answers 200 and an endpoint
+// for the same subscription, since Firefox resends a register whose reply it lost.
 func (s *Session) Register(ctx context.Context, m mozproto.ClientMessage) (mozproto.RegisterReply, error) {
 	reply := mozproto.RegisterReply{Type: mozproto.TypeRegister, ChannelID: m.ChannelID}
-	ch, err := ids.ParseChannelID(m.ChannelID)
-	if err != nil {
+	ch, ok := parseCanonicalChannelID(m.ChannelID)
+	if !ok {
 		reply.Status = http.StatusBadRequest
 		return reply, nil
 	}
-	reply.ChannelID = ch.String()
 	var key []byte
 	if m.Key != "" {
+		var err error
 		if key, err = parseAppServerKey(m.Key); err != nil {
 			reply.Status = http.StatusBadRequest
 			return reply, nil
 		}
 	}
-	if _, exists := s.channels[ch]; !exists && len(s.channels) >= s.hub.cfg.MaxChannels {
+	if old, exists := s.channels[ch]; exists {
+		if string(old) != string(key) {
+			reply.Status = http.StatusConflict
+			return reply, nil
+		}
+	} else if len(s.channels) >= s.hub.cfg.MaxChannels {
 		reply.Status = http.StatusRequestEntityTooLarge
 		return reply, nil
+	}
+	if !s.stored {
+		if err := s.hub.store.CreateUserAgent(ctx, s.uaid); err != nil {
+			return reply, fmt.Errorf("register: %w", err)
+		}
+		s.stored = true
 	}
 	if err := s.hub.store.Subscribe(ctx, store.Subscription{UAID: s.uaid, ChannelID: ch, AppServerKey: key}); err != nil {
 		return reply, fmt.Errorf("register: %w", err)
@@ -114,84 +205,76 @@ func (s *Session) Register(ctx context.Context, m mozproto.ClientMessage) (mozpr
 	return reply, nil
 }
 
-// Unregister removes a channel; its endpoint then answers 410 Gone.
+// Unregister removes a channel; its endpoint then answers 410 Gone and its waiting
+// messages are dropped. Statuses: 200, also for a channel that was not registered
+// (what the user agent wants holds); 400 for a channel id that is not a UUID.
 func (s *Session) Unregister(ctx context.Context, m mozproto.ClientMessage) (mozproto.UnregisterReply, error) {
 	reply := mozproto.UnregisterReply{Type: mozproto.TypeUnregister, ChannelID: m.ChannelID}
-	ch, err := ids.ParseChannelID(m.ChannelID)
-	if err != nil {
+	ch, ok := parseCanonicalChannelID(m.ChannelID)
+	if !ok {
 		reply.Status = http.StatusBadRequest
 		return reply, nil
 	}
-	reply.ChannelID = ch.String()
-	if err := s.hub.store.Unsubscribe(ctx, s.uaid, ch); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return reply, fmt.Errorf("unregister: %w", err)
+	if s.stored {
+		if err := s.hub.store.Unsubscribe(ctx, s.uaid, ch); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return reply, fmt.Errorf("unregister: %w", err)
+		}
 	}
-	// Unregistering an unknown channel succeeds: the outcome the user agent wants holds.
 	delete(s.channels, ch)
+	s.hub.log.Debug("unregister", "uaid", s.uaid.String(), "channel_id", ch.String(), "code", m.Code)
 	reply.Status = http.StatusOK
 	return reply, nil
 }
 
-// Ack removes acknowledged messages from the queue for good.
+// Ack removes acknowledged messages from the queue for good, whatever their code:
+// 100 delivered, 101 not decryptable, 102 not delivered (no such subscription in
+// the browser) all mean that sending the message again would not help.
 func (s *Session) Ack(ctx context.Context, m mozproto.ClientMessage) error {
 	entries := make([]string, 0, len(m.Updates))
 	for _, up := range m.Updates {
 		entries = append(entries, up.Version)
+		if up.Code != 0 && up.Code != mozproto.AckDelivered {
+			s.hub.log.Debug("ack: not delivered", "uaid", s.uaid.String(), "channel_id", up.ChannelID, "code", up.Code)
+		}
+	}
+	if len(entries) == 0 {
+		return nil
 	}
 	if _, err := s.hub.queue.Delete(ctx, s.uaid, entries...); err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
+	s.noteAcked(ctx, entries)
 	return nil
 }
 
-// Drain reads the next page of waiting messages after the cursor and returns them
-// as notifications; more says another page may follow.
-func (s *Session) Drain(ctx context.Context) (notes []mozproto.Notification, more bool, err error) {
-	page := s.hub.cfg.DrainPage
-	entries, err := s.hub.queue.Range(ctx, s.uaid, s.cursor, page, s.hub.now())
-	if err != nil {
-		return nil, false, fmt.Errorf("drain: %w", err)
-	}
-	var orphans []string
-	for _, e := range entries {
-		s.cursor = e.ID
-		if _, ok := s.channels[e.ChannelID]; !ok {
-			orphans = append(orphans, e.ID)
-			continue
-		}
-		notes = append(notes, notification(e.ChannelID, e.ID, e.Data, e.Headers, int64(e.TTL/time.Second)))
-	}
-	if len(orphans) > 0 {
-		// Messages for channels unregistered since they were sent can never be delivered.
-		if _, err := s.hub.queue.Delete(ctx, s.uaid, orphans...); err != nil {
-			return notes, false, fmt.Errorf("drain: %w", err)
-		}
-	}
-	return notes, int64(len(entries)) == page, nil
+// Nack records that a service worker failed on a message. Firefox acknowledged the
+// message before running the worker, so there is nothing to deliver again.
+func (s *Session) Nack(m mozproto.ClientMessage) {
+	s.hub.log.Debug("nack", "uaid", s.uaid.String(), "version", truncate(m.Version, 64), "code", m.Code)
 }
 
-// Take turns a live message into a notification, or reports false when it must not
-// be sent: a drain already sent it, or its channel is no longer subscribed.
-func (s *Session) Take(m *heraldv1.Message) (mozproto.Notification, bool) {
-	ch, err := ids.ParseChannelID(m.ChannelId)
-	if err != nil {
-		return mozproto.Notification{}, false
-	}
-	if _, ok := s.channels[ch]; !ok {
-		return mozproto.Notification{}, false
-	}
-	if m.Stored {
-		if !queue.EntryAfter(m.Id, s.cursor) {
-			return mozproto.Notification{}, false
+// Ping answers the protocol's keepalive. A ping sooner than the minimum interval
+// after the last answered one is told so (PingTooSoon, which Firefox still takes for
+// a pong); a second one in a row closes the connection.
+func (s *Session) Ping() (reply any, closeCode int) {
+	now := s.hub.now()
+	min := s.hub.cfg.MinPingInterval
+	if !s.lastPing.IsZero() && now.Sub(s.lastPing) < min {
+		if s.pingWarn {
+			return nil, mozproto.CloseTooManyPings
 		}
-		s.cursor = m.Id
+		s.pingWarn = true
+		wait := s.lastPing.Add(min).Sub(now)
+		return mozproto.PingTooSoon{Type: mozproto.TypePing, Status: http.StatusTooManyRequests, RetryAfter: int64((wait + time.Second - 1) / time.Second)}, 0
 	}
-	return notification(ch, m.Id, m.Data, m.Headers, m.TtlSeconds), true
+	s.lastPing, s.pingWarn = now, false
+	return mozproto.Ping{}, 0
 }
 
 // Close unregisters the session and gives up its ownership lease, unless a newer
 // connection already took it over.
 func (s *Session) Close(ctx context.Context) error {
+	s.hub.metrics.sessions.Add(ctx, -1)
 	s.hub.sessions.Remove(s.uaid, s)
 	if err := s.hub.leases.Release(ctx, s.uaid, s.epoch); err != nil {
 		return fmt.Errorf("close session: %w", err)
@@ -199,16 +282,29 @@ func (s *Session) Close(ctx context.Context) error {
 	return nil
 }
 
-func notification(ch ids.ChannelID, version string, data []byte, headers map[string]string, ttl int64) mozproto.Notification {
-	n := mozproto.Notification{
-		Type:      mozproto.TypeNotification,
-		ChannelID: ch.String(),
-		Version:   version,
-		TTL:       ttl,
+// parseCanonicalChannelID accepts a channel id only in the form Firefox generates
+// and matches replies by: a lowercase UUID with dashes.
+func parseCanonicalChannelID(s string) (ids.ChannelID, bool) {
+	ch, err := ids.ParseChannelID(s)
+	if err != nil || ch.String() != s {
+		return ch, false
 	}
-	if len(data) > 0 {
-		n.Data = base64.RawURLEncoding.EncodeToString(data)
-		n.Headers = headers
+	return ch, true
+}
+
+// parseAppServerKey checks an application server key (RFC 8292 §3.2): an
+// uncompressed P-256 point in base64url. Firefox pads it with '='; standard base64
+// is accepted too.
+func parseAppServerKey(s string) ([]byte, error) {
+	s = strings.TrimRight(s, "=")
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		if b, err = base64.RawStdEncoding.DecodeString(s); err != nil {
+			return nil, errors.New("key is not base64url")
+		}
 	}
-	return n
+	if _, err := ecdh.P256().NewPublicKey(b); err != nil {
+		return nil, errors.New("key is not a P-256 public key")
+	}
+	return b, nil
 }

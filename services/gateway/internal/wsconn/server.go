@@ -3,9 +3,12 @@
 package wsconn
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -29,6 +32,27 @@ type Config struct {
 	WriteTimeout time.Duration
 	// OpTimeout bounds the storage work of one frame.
 	OpTimeout time.Duration
+	// OutboxSize bounds the frames queued for writing to one connection; a user agent
+	// whose queue stays full for WriteTimeout is closed as a slow consumer.
+	OutboxSize int
+	// CloseLinger is how long a close frame waits for the peer's answer before the
+	// TCP connection is dropped (Firefox does not answer promptly).
+	CloseLinger time.Duration
+	// BackoffAfter is how long a user agent with nothing to receive (no
+	// subscription, no broadcast) may stay quiet before it is closed with
+	// mozproto.CloseBackoff; 0 keeps it.
+	BackoffAfter time.Duration
+}
+
+// Validate checks the settings.
+func (c Config) Validate() error {
+	if c.ReadLimit < 1024 || c.HelloTimeout <= 0 || c.PingInterval <= 0 || c.WriteTimeout <= 0 || c.OpTimeout <= 0 || c.CloseLinger <= 0 {
+		return errors.New("ws-read-limit must be at least 1024 and the ws timeouts positive")
+	}
+	if c.OutboxSize < 1 || c.BackoffAfter < 0 {
+		return errors.New("ws-outbox-size must be positive and ws-backoff-after not negative")
+	}
+	return nil
 }
 
 // Subprotocol is the WebSocket subprotocol Firefox asks for.
@@ -44,12 +68,17 @@ type Server struct {
 	mu      sync.Mutex
 	conns   map[*conn]struct{}
 	closing bool
+	metrics serverMetrics
 	wg      sync.WaitGroup
 }
 
 // NewServer returns a Server.
-func NewServer(cfg Config, hub *session.Hub, log *slog.Logger) *Server {
-	return &Server{cfg: cfg, hub: hub, log: log, conns: map[*conn]struct{}{}}
+func NewServer(cfg Config, hub *session.Hub, log *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, hub: hub, log: log, conns: map[*conn]struct{}{}}
+	if err := s.registerMetrics(); err != nil {
+		return nil, fmt.Errorf("websocket metrics: %w", err)
+	}
+	return s, nil
 }
 
 // ServeHTTP upgrades the request and runs the connection until it ends.
@@ -65,7 +94,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.wg.Done()
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	hw := &hijackRecorder{ResponseWriter: w}
+	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols: []string{Subprotocol},
 		// The protocol carries no ambient credentials (no cookies, no auth headers):
 		// any origin may connect, as pages using the JS SDK do.
@@ -76,7 +106,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(s.cfg.ReadLimit)
-	c := &conn{srv: s, ws: ws, goAway: make(chan struct{})}
+	s.metrics.opened.Add(r.Context(), 1)
+	c := &conn{
+		srv:         s,
+		ws:          ws,
+		netConn:     hw.conn,
+		out:         make(chan []byte, s.cfg.OutboxSize),
+		writeFailed: make(chan struct{}),
+		stopWriting: make(chan struct{}),
+		goAway:      make(chan struct{}),
+	}
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
@@ -141,9 +180,30 @@ func closeStatus(code int) (websocket.StatusCode, string) {
 		return websocket.StatusCode(code), "taken over"
 	case mozproto.CloseSlowConsumer:
 		return websocket.StatusCode(code), "slow consumer"
+	case mozproto.CloseTooBig:
+		return websocket.StatusMessageTooBig, "frame too big"
 	case mozproto.CloseIdle:
-		return websocket.StatusCode(code), "no hello"
+		return websocket.StatusCode(code), "idle"
+	case mozproto.CloseTooManyPings:
+		return websocket.StatusCode(code), "pinging too often"
+	case mozproto.CloseBackoff:
+		return websocket.StatusCode(code), "nothing to receive"
 	default:
 		return websocket.StatusInternalError, "server error"
 	}
+}
+
+// hijackRecorder hands the library the hijacked connection and keeps it, so that a
+// close does not depend on the peer answering.
+type hijackRecorder struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err == nil {
+		h.conn = c
+	}
+	return c, brw, err
 }

@@ -1,5 +1,5 @@
-// Package app wires ingest: configuration, Postgres, the router client, the HTTP API
-// for application servers, and the drain.
+// Package app wires ingest: configuration, Postgres, Redis (rate limits), the router
+// client, the HTTP API for application servers, and the drain.
 package app
 
 import (
@@ -18,16 +18,22 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/herald-push/herald/pkg/logging"
+	"github.com/herald-push/herald/pkg/redisconn"
 	"github.com/herald-push/herald/pkg/service"
 	"github.com/herald-push/herald/pkg/store"
 	"github.com/herald-push/herald/pkg/token"
 	"github.com/herald-push/herald/pkg/vapid"
 	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
+	"github.com/herald-push/herald/services/ingest/internal/ratelimit"
+	"github.com/herald-push/herald/services/ingest/internal/routerbatch"
 	"github.com/herald-push/herald/services/ingest/internal/webpush"
 )
 
 // defaultMaxTTL is Mozilla's push service's maximum TTL: 60 days.
 const defaultMaxTTL = 60 * 24 * 60 * 60
+
+// defaultErrorsURL documents every errno; error bodies link to it as more_info.
+const defaultErrorsURL = "https://github.com/herald-push/herald/blob/main/docs/errors.md"
 
 // Config is ingest's configuration.
 type Config struct {
@@ -35,28 +41,40 @@ type Config struct {
 	AdminListen string
 	PublicURL   string
 	RouterAddr  string
+	RouteBatch  int
+	RouteCalls  int
 	MaxTTL      int64
 	MaxBody     int64
 	Timeout     time.Duration
 	VAPIDCache  int
+	ErrorsURL   string
 
-	Postgres store.Config
-	Tokens   token.Config
-	Drain    service.DrainConfig
-	Log      logging.Config
+	HTTP      HTTPConfig
+	RateLimit ratelimit.Config
+	Postgres  store.Config
+	Redis     redisconn.Config
+	Tokens    token.Config
+	Drain     service.DrainConfig
+	Log       logging.Config
 }
 
 // RegisterFlags registers every setting.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8000", "address of the HTTP API for application servers")
 	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:8001", "address of /livez, /readyz")
-	fs.StringVar(&c.PublicURL, "public-url", "", "public base URL of this API, as in push endpoints (default: http://<listen address>)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "public base URL of this API, as in push endpoints (default: http(s)://<listen address>)")
 	fs.StringVar(&c.RouterAddr, "router-addr", "127.0.0.1:8090", "gRPC address of the router (a DNS name balances over its addresses)")
+	fs.IntVar(&c.RouteBatch, "route-batch", 128, "most messages sent to the router in one call")
+	fs.IntVar(&c.RouteCalls, "route-calls", 16, "most calls to the router in flight; messages arriving while all are busy share the next call")
 	fs.Int64Var(&c.MaxTTL, "max-ttl", defaultMaxTTL, "largest TTL applied, in seconds; larger ones are clamped")
 	fs.Int64Var(&c.MaxBody, "max-body", 4096, "largest encrypted body accepted, in bytes")
-	fs.DurationVar(&c.Timeout, "request-timeout", 5*time.Second, "bound on the work done for one request")
+	fs.DurationVar(&c.Timeout, "request-timeout", 5*time.Second, "bound on the storage work done for one request, once it is read")
 	fs.IntVar(&c.VAPIDCache, "vapid-cache", 10000, "verified VAPID tokens kept until they expire")
+	fs.StringVar(&c.ErrorsURL, "errors-url", defaultErrorsURL, "documentation of the errnos, sent as more_info in error bodies (empty: none)")
+	c.HTTP.RegisterFlags(fs)
+	c.RateLimit.RegisterFlags(fs)
 	c.Postgres.RegisterFlags(fs)
+	c.Redis.RegisterFlags(fs)
 	c.Tokens.RegisterFlags(fs)
 	c.Drain.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
@@ -71,16 +89,21 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("public-url %q: want http(s)://host[:port]", c.PublicURL))
 		}
 	}
-	if c.MaxTTL < 0 || c.MaxBody < 1 || c.Timeout <= 0 || c.VAPIDCache < 0 {
-		errs = append(errs, errors.New("max-ttl, max-body, request-timeout and vapid-cache must be positive"))
+	if c.MaxTTL < 0 || c.MaxBody < 1 || c.Timeout <= 0 || c.VAPIDCache < 0 || c.RouteBatch < 1 || c.RouteCalls < 1 {
+		errs = append(errs, errors.New("max-ttl, max-body, request-timeout, vapid-cache, route-batch and route-calls must be positive"))
 	}
-	return errors.Join(append(errs, c.Postgres.Validate(), c.Tokens.Validate(), c.Log.Validate())...)
+	if c.Timeout >= c.HTTP.WriteTimeout {
+		errs = append(errs, errors.New("request-timeout must be shorter than write-timeout, or no answer could be written"))
+	}
+	return errors.Join(append(errs, c.HTTP.Validate(), c.Postgres.Validate(), c.Redis.Validate(), c.Tokens.Validate(), c.Log.Validate())...)
 }
 
 // Run runs ingest until ctx ends, then drains.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("starting", "listen", cfg.Listen, "admin_listen", cfg.AdminListen, "router", cfg.RouterAddr,
-		"postgres", cfg.Postgres.Redacted(), "max_ttl", cfg.MaxTTL, "max_body", cfg.MaxBody)
+		"postgres", cfg.Postgres.Redacted(), "redis", cfg.Redis.Redacted(), "max_ttl", cfg.MaxTTL, "max_body", cfg.MaxBody,
+		"tls", cfg.HTTP.TLS(), "rate_limit_subscription", cfg.RateLimit.Subscription.String(),
+		"rate_limit_vapid_key", cfg.RateLimit.VAPIDKey.String())
 	tokens, err := cfg.Tokens.Codec()
 	if err != nil {
 		return err
@@ -93,6 +116,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if _, err := st.Migrate(ctx); err != nil {
 		return err
 	}
+	rdb, err := cfg.Redis.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
 	cc, err := grpc.NewClient(cfg.RouterAddr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
@@ -100,6 +128,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("router client: %w", err)
 	}
 	defer cc.Close()
+	routes := routerbatch.New(heraldv1.NewRouterClient(cc), cfg.RouteBatch, cfg.RouteCalls)
 
 	ln, err := service.Listen(log, "http", cfg.Listen)
 	if err != nil {
@@ -111,22 +140,47 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	publicURL := strings.TrimRight(cfg.PublicURL, "/")
 	if publicURL == "" {
-		publicURL = "http://" + ln.Addr().String()
+		scheme := "http://"
+		if cfg.HTTP.TLS() {
+			scheme = "https://"
+		}
+		publicURL = scheme + ln.Addr().String()
 	}
 	api := webpush.NewHandler(webpush.Config{
 		PublicURL: publicURL,
 		MaxTTL:    cfg.MaxTTL,
 		MaxBody:   cfg.MaxBody,
 		Timeout:   cfg.Timeout,
-	}, tokens, st, heraldv1.NewRouterClient(cc), vapid.NewVerifier(cfg.VAPIDCache, vapid.VerifierOptions{Leeway: time.Minute}), log)
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
-	probe := service.NewProbe(st.Ping)
+		MoreInfo:  cfg.ErrorsURL,
+	}, tokens, st, routes,
+		vapid.NewVerifier(cfg.VAPIDCache, vapid.VerifierOptions{Leeway: time.Minute}),
+		ratelimit.New(rdb, cfg.Redis.Keys(), cfg.RateLimit), log)
+	srv, err := cfg.HTTP.newServer(api)
+	if err != nil {
+		return err
+	}
+	probe := service.NewProbe(func(ctx context.Context) error {
+		if err := st.Ping(ctx); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		return nil
+	})
 	adminMux := http.NewServeMux()
 	probe.Register(adminMux)
 	adminSrv := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
 
+	// The batcher outlives the HTTP server: it stops once no request can call it.
+	routesCtx, stopRoutes := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRoutes()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return service.Serve(srv, ln) })
+	g.Go(func() error {
+		routes.Run(routesCtx)
+		return nil
+	})
+	g.Go(func() error { return cfg.HTTP.serve(srv, ln) })
 	g.Go(func() error { return service.Serve(adminSrv, adminLn) })
 	probe.SetReady(true)
 	log.Info("ready", "public_url", publicURL)
@@ -139,6 +193,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		defer cancel()
 		// In-flight requests finish: each message is stored or answered as failed.
 		err := srv.Shutdown(dctx)
+		stopRoutes()                // after Shutdown: no handler is left to route a message
 		_ = adminSrv.Shutdown(dctx) // probes only; nothing to lose
 		log.Info("drained")
 		return err

@@ -3,7 +3,6 @@
 package webpush
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -37,6 +36,21 @@ type Subscriptions interface {
 	Subscription(ctx context.Context, u ids.UAID, ch ids.ChannelID) (store.Subscription, error)
 }
 
+// Limiter counts accepted messages against the rate limits. Subscription and
+// VAPIDKey count one message and return 0 when it is allowed, else how long until
+// one would be (and then count nothing); the Refund methods give back a message
+// they allowed, when a later step refused it.
+type Limiter interface {
+	Subscription(ctx context.Context, u ids.UAID, ch ids.ChannelID) (time.Duration, error)
+	VAPIDKey(ctx context.Context, publicKey []byte) (time.Duration, error)
+	RefundSubscription(ctx context.Context, u ids.UAID, ch ids.ChannelID) error
+	RefundVAPIDKey(ctx context.Context, publicKey []byte) error
+}
+
+// refundTimeout bounds giving back a rate-limit count, which may happen after the
+// request's own deadline passed.
+const refundTimeout = time.Second
+
 // Config holds the API's settings.
 type Config struct {
 	// PublicURL is the origin application servers reach ingest at: the base of
@@ -46,8 +60,10 @@ type Config struct {
 	MaxTTL int64
 	// MaxBody is the largest encrypted body accepted, in bytes.
 	MaxBody int64
-	// Timeout bounds the work done for one request.
+	// Timeout bounds the work done for one request once it is read.
 	Timeout time.Duration
+	// MoreInfo is the URL of the errno documentation, sent in every error body.
+	MoreInfo string
 }
 
 // Handler serves the API.
@@ -58,20 +74,21 @@ type Handler struct {
 	subs     Subscriptions
 	router   Router
 	verifier *vapid.Verifier
+	limiter  Limiter
 	log      *slog.Logger
 	mux      *http.ServeMux
 }
 
 // NewHandler returns the API handler.
-func NewHandler(cfg Config, tokens *token.Codec, subs Subscriptions, router Router, verifier *vapid.Verifier, log *slog.Logger) *Handler {
-	h := &Handler{cfg: cfg, origin: origin(cfg.PublicURL), tokens: tokens, subs: subs, router: router, verifier: verifier, log: log}
+func NewHandler(cfg Config, tokens *token.Codec, subs Subscriptions, router Router, verifier *vapid.Verifier, limiter Limiter, log *slog.Logger) *Handler {
+	h := &Handler{cfg: cfg, origin: origin(cfg.PublicURL), tokens: tokens, subs: subs, router: router, verifier: verifier, limiter: limiter, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /wpush/v2/{token}", h.push)
 	mux.HandleFunc("DELETE /m/{id}", h.deleteMessage)
-	mux.HandleFunc("/wpush/v2/{token}", methodNotAllowed("POST"))
-	mux.HandleFunc("/m/{id}", methodNotAllowed("DELETE"))
+	mux.HandleFunc("/wpush/v2/{token}", h.methodNotAllowed("POST"))
+	mux.HandleFunc("/m/{id}", h.methodNotAllowed("DELETE"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-		apierr.Write(w, apierr.New(http.StatusNotFound, apierr.ErrnoInvalidToken, "no such resource"))
+		h.fail(w, apierr.New(http.StatusNotFound, apierr.ErrnoInvalidToken, "no such resource"))
 	})
 	h.mux = mux
 	return h
@@ -79,74 +96,91 @@ func NewHandler(cfg Config, tokens *token.Codec, subs Subscriptions, router Rout
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
-func methodNotAllowed(allow string) http.HandlerFunc {
+// fail answers with e.
+func (h *Handler) fail(w http.ResponseWriter, e *apierr.Error) { apierr.Write(w, e, h.cfg.MoreInfo) }
+
+func (h *Handler) methodNotAllowed(allow string) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Allow", allow)
-		apierr.Write(w, apierr.New(http.StatusMethodNotAllowed, apierr.ErrnoMethodNotAllowed, "use "+allow))
+		h.fail(w, apierr.New(http.StatusMethodNotAllowed, apierr.ErrnoMethodNotAllowed, "use "+allow))
 	}
 }
 
-// push accepts one message (RFC 8030 §5). Nothing is stored unless every check passes.
+// push accepts one message (RFC 8030 §5). Nothing is stored, and no rate limit
+// counts it, unless every check passes and the router stores it.
 func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
-	defer cancel()
 	u, ch, err := h.tokens.OpenEndpoint(r.PathValue("token"))
 	if err != nil {
-		apierr.Write(w, apierr.New(http.StatusNotFound, apierr.ErrnoInvalidToken, "invalid push endpoint"))
+		h.fail(w, apierr.New(http.StatusNotFound, apierr.ErrnoInvalidToken, "invalid push endpoint"))
 		return
 	}
 	ttl, aerr := parseTTL(r.Header.Get("TTL"), h.cfg.MaxTTL)
 	if aerr != nil {
-		apierr.Write(w, aerr)
+		h.fail(w, aerr)
 		return
 	}
 	urgency, aerr := parseUrgency(r.Header.Get("Urgency"))
 	if aerr != nil {
-		apierr.Write(w, aerr)
+		h.fail(w, aerr)
 		return
 	}
 	topic, aerr := parseTopic(r.Header.Get("Topic"))
 	if aerr != nil {
-		apierr.Write(w, aerr)
+		h.fail(w, aerr)
 		return
 	}
+	// The body is read under the server's read timeout; the work after it under
+	// the request timeout, so that a slow sender does not eat the storage budget.
 	body, aerr := h.readBody(r)
 	if aerr != nil {
-		apierr.Write(w, aerr)
+		if aerr.Status == http.StatusRequestEntityTooLarge && r.ProtoMajor == 1 {
+			// Else net/http would read up to 256 KiB more of the body to keep the
+			// connection. HTTP/2 resets just the stream, without this.
+			w.Header().Set("Connection", "close")
+		}
+		h.fail(w, aerr)
 		return
 	}
 	headers, aerr := parseEncoding(r.Header, body)
 	if aerr != nil {
-		apierr.Write(w, aerr)
+		h.fail(w, aerr)
 		return
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
+	defer cancel()
 	sub, err := h.subs.Subscription(ctx, u, ch)
 	if errors.Is(err, store.ErrNotFound) {
-		apierr.Write(w, apierr.New(http.StatusGone, apierr.ErrnoGone, "subscription is gone"))
+		h.fail(w, apierr.New(http.StatusGone, apierr.ErrnoGone, "subscription is gone"))
 		return
 	}
 	if err != nil {
 		h.log.Error("look up subscription", "uaid", u.String(), "err", err)
-		apierr.Write(w, apierr.Unavailable("subscription store unavailable"))
+		h.fail(w, apierr.Unavailable("subscription store unavailable"))
 		return
 	}
-	if aerr := h.authorize(r, sub); aerr != nil {
-		apierr.Write(w, aerr)
+	appKey, aerr := h.authorize(r, sub)
+	if aerr != nil {
+		h.fail(w, aerr)
 		return
 	}
-	received := time.Now()
+	refund, aerr := h.limit(ctx, u, ch, appKey)
+	if aerr != nil {
+		h.fail(w, aerr)
+		return
+	}
 	resp, err := h.router.Route(ctx, &heraldv1.RouteRequest{Message: &heraldv1.Message{
 		Uaid:           u.String(),
 		ChannelId:      ch.String(),
 		Data:           body,
 		Headers:        headers,
 		TtlSeconds:     ttl,
-		ReceivedUnixMs: received.UnixMilli(),
+		ReceivedUnixMs: time.Now().UnixMilli(),
 		Urgency:        urgency,
 		Topic:          topic,
 	}})
 	if err != nil {
-		apierr.Write(w, h.routeError(u, err))
+		refund()
+		h.fail(w, h.routeError(u, err))
 		return
 	}
 	hdr := w.Header()
@@ -155,69 +189,134 @@ func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusCreated)
 }
 
-// deleteMessage removes a message that is still waiting (RFC 8030 §6.2).
+// deleteMessage removes a message that is still waiting (RFC 8030 §7.3).
 func (h *Handler) deleteMessage(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
 	defer cancel()
 	u, ch, entry, err := h.tokens.OpenMessageID(r.PathValue("id"))
 	if err != nil {
-		apierr.Write(w, apierr.New(http.StatusNotFound, apierr.ErrnoInvalidToken, "invalid message id"))
+		h.fail(w, apierr.New(http.StatusNotFound, apierr.ErrnoInvalidToken, "invalid message id"))
 		return
 	}
 	resp, err := h.router.DeleteMessage(ctx, &heraldv1.DeleteMessageRequest{Uaid: u.String(), ChannelId: ch.String(), Id: entry})
 	if err != nil {
-		apierr.Write(w, h.routeError(u, err))
+		h.fail(w, h.routeError(u, err))
 		return
 	}
 	if !resp.GetDeleted() {
-		apierr.Write(w, apierr.New(http.StatusNotFound, apierr.ErrnoGone, "message was delivered or expired"))
+		h.fail(w, apierr.New(http.StatusNotFound, apierr.ErrnoGone, "message was delivered or expired"))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// readBody reads at most MaxBody bytes: a larger body is refused without reading on.
+// readBody reads at most MaxBody bytes: a larger body is refused without reading
+// on, whether its Content-Length says so up front or it is sent chunked.
 func (h *Handler) readBody(r *http.Request) ([]byte, *apierr.Error) {
 	tooLarge := apierr.New(http.StatusRequestEntityTooLarge, apierr.ErrnoTooLarge,
 		"body exceeds "+strconv.FormatInt(h.cfg.MaxBody, 10)+" bytes")
 	if r.ContentLength > h.cfg.MaxBody {
 		return nil, tooLarge
 	}
-	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, h.cfg.MaxBody+1))
-	if err != nil {
-		return nil, apierr.New(http.StatusBadRequest, apierr.ErrnoInvalidCrypto, "could not read the body")
+	unreadable := apierr.New(http.StatusBadRequest, apierr.ErrnoInvalidCrypto, "could not read the body")
+	if r.ContentLength >= 0 {
+		// The server stops the body at its Content-Length: one exact read.
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, unreadable
+		}
+		return body, nil
 	}
-	if n > h.cfg.MaxBody {
+	body, err := io.ReadAll(io.LimitReader(r.Body, h.cfg.MaxBody+1))
+	if err != nil {
+		return nil, unreadable
+	}
+	if int64(len(body)) > h.cfg.MaxBody {
 		return nil, tooLarge
 	}
-	return buf.Bytes(), nil
+	return body, nil
 }
 
 // authorize checks VAPID (RFC 8292): required for a subscription restricted to an
-// application server key, and checked whenever it is sent.
-func (h *Handler) authorize(r *http.Request, sub store.Subscription) *apierr.Error {
+// application server key, and checked whenever it is sent. It returns the
+// verified application server key, nil for a request without VAPID.
+func (h *Handler) authorize(r *http.Request, sub store.Subscription) ([]byte, *apierr.Error) {
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
 		if sub.AppServerKey != nil {
-			return apierr.New(http.StatusUnauthorized, apierr.ErrnoUnauthorized, "this subscription requires VAPID authentication")
+			// RFC 8292 §4.2: a restricted subscription needs credentials.
+			return nil, apierr.New(http.StatusUnauthorized, apierr.ErrnoUnauthorized, "this subscription requires VAPID authentication")
 		}
-		return nil
+		return nil, nil
 	}
 	cred, err := vapid.ParseAuthorization(auth, r.Header.Get("Crypto-Key"))
 	if err != nil {
-		return apierr.New(http.StatusUnauthorized, apierr.ErrnoUnauthorized, "invalid VAPID credentials: "+err.Error())
+		return nil, apierr.New(http.StatusUnauthorized, apierr.ErrnoUnauthorized, "invalid VAPID credentials: "+err.Error())
 	}
 	if _, err := h.verifier.Verify(cred, h.origin, time.Now()); err != nil {
-		return apierr.New(http.StatusUnauthorized, apierr.ErrnoUnauthorized, "invalid VAPID credentials: "+err.Error())
+		return nil, apierr.New(http.StatusUnauthorized, apierr.ErrnoUnauthorized, "invalid VAPID credentials: "+err.Error())
 	}
-	if sub.AppServerKey != nil {
-		key, err := cred.PublicKey()
-		if err != nil || subtle.ConstantTimeCompare(key, sub.AppServerKey) != 1 {
-			return apierr.New(http.StatusForbidden, apierr.ErrnoForbidden, "VAPID key does not match the subscription's application server key")
+	key, err := cred.PublicKey()
+	if err != nil {
+		// ParseAuthorization decoded it already; this cannot fail.
+		return nil, apierr.New(http.StatusUnauthorized, apierr.ErrnoUnauthorized, "invalid VAPID key")
+	}
+	if sub.AppServerKey != nil && subtle.ConstantTimeCompare(key, sub.AppServerKey) != 1 {
+		// RFC 8292 §4.2: valid credentials, but not for this subscription.
+		return nil, apierr.New(http.StatusForbidden, apierr.ErrnoForbidden, "VAPID key does not match the subscription's application server key")
+	}
+	return key, nil
+}
+
+// limit counts the message against the VAPID key's and the subscription's rate
+// limits, and returns a function giving both counts back, for a message refused
+// after this. The key's limit is asked first; when the subscription's then refuses,
+// the key's count is given back, so that a refused message counts nowhere.
+func (h *Handler) limit(ctx context.Context, u ids.UAID, ch ids.ChannelID, appKey []byte) (refund func(), _ *apierr.Error) {
+	giveBack := func(what string, f func(context.Context) error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refundTimeout)
+		defer cancel()
+		if err := f(rctx); err != nil {
+			// The sender loses one message of allowance; nothing worse.
+			h.log.Warn("rate limit refund", "limit", what, "uaid", u.String(), "err", err)
 		}
 	}
-	return nil
+	refundKey := func() {}
+	if appKey != nil {
+		wait, err := h.limiter.VAPIDKey(ctx, appKey)
+		if err != nil {
+			h.log.Error("rate limit", "uaid", u.String(), "err", err)
+			return nil, apierr.Unavailable("rate limit store unavailable")
+		}
+		if wait > 0 {
+			return nil, rateLimited("too many messages signed with this VAPID key", wait)
+		}
+		refundKey = func() {
+			giveBack("vapid_key", func(ctx context.Context) error { return h.limiter.RefundVAPIDKey(ctx, appKey) })
+		}
+	}
+	wait, err := h.limiter.Subscription(ctx, u, ch)
+	if err != nil {
+		refundKey()
+		h.log.Error("rate limit", "uaid", u.String(), "err", err)
+		return nil, apierr.Unavailable("rate limit store unavailable")
+	}
+	if wait > 0 {
+		refundKey()
+		return nil, rateLimited("too many messages for this subscription", wait)
+	}
+	return func() {
+		refundKey()
+		giveBack("subscription", func(ctx context.Context) error { return h.limiter.RefundSubscription(ctx, u, ch) })
+	}, nil
+}
+
+// rateLimited is the 429 for a rate limit, with Retry-After rounded up to the
+// second when a message would be accepted again.
+func rateLimited(message string, wait time.Duration) *apierr.Error {
+	e := apierr.New(http.StatusTooManyRequests, apierr.ErrnoRateLimited, message)
+	e.RetryAfter = (wait + time.Second - 1).Truncate(time.Second)
+	return e
 }
 
 // routeError translates a router failure for the application server.
@@ -228,7 +327,9 @@ func (h *Handler) routeError(u ids.UAID, err error) *apierr.Error {
 		e.RetryAfter = 60 * time.Second
 		return e
 	case codes.InvalidArgument:
-		return apierr.New(http.StatusBadRequest, apierr.ErrnoInvalidHeader, status.Convert(err).Message())
+		// Ingest checked everything the router checks: this is a bug, not bad input.
+		h.log.Error("router refused a message", "uaid", u.String(), "err", err)
+		return apierr.New(http.StatusInternalServerError, apierr.ErrnoInternal, "internal error")
 	}
 	h.log.Error("route message", "uaid", u.String(), "err", err)
 	return apierr.Unavailable("message store unavailable")

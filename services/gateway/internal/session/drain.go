@@ -1,0 +1,204 @@
+package session
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/herald-push/herald/pkg/ids"
+	"github.com/herald-push/herald/pkg/mozproto"
+	"github.com/herald-push/herald/pkg/msgtrace"
+	"github.com/herald-push/herald/pkg/queue"
+	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
+)
+
+// releaseScan is a pass over the queue, from its start to the cursor, that sends the
+// held messages the urgency bar now lets through and forgets held ids that are gone.
+type releaseScan struct {
+	after string
+	keep  map[string]struct{}
+}
+
+// Drain reads the next page of waiting messages and returns them as notifications;
+// more says another page may follow. It first finishes a pending release of held
+// messages, then reads after the cursor. Messages below the urgency bar are held,
+// not returned.
+func (s *Session) Drain(ctx context.Context) (notes []mozproto.Notification, more bool, err error) {
+	if s.release != nil {
+		notes, err := s.releasePage(ctx)
+		return notes, true, err
+	}
+	page := s.hub.cfg.DrainPage
+	entries, err := s.hub.queue.Range(ctx, s.uaid, s.cursor, page, s.hub.now())
+	if err != nil {
+		return nil, false, fmt.Errorf("drain: %w", err)
+	}
+	var orphans []string
+	for _, e := range entries {
+		s.cursor = e.ID
+		if _, ok := s.channels[e.ChannelID]; !ok {
+			orphans = append(orphans, e.ID)
+			continue
+		}
+		if !s.meetsBar(heraldv1.Urgency(e.Urgency)) {
+			s.hold(e.ID)
+			continue
+		}
+		notes = append(notes, notification(e.ChannelID, e.ID, e.Data, e.Headers, int64(e.TTL.Seconds())))
+		s.noteSent(ctx, e.ID, true, e.Received, msgtrace.FromTraceParent(e.TraceParent))
+	}
+	if err := s.dropOrphans(ctx, orphans); err != nil {
+		return notes, false, err
+	}
+	return notes, int64(len(entries)) == page || s.release != nil, nil
+}
+
+// releasePage scans one page of the queue for held messages.
+func (s *Session) releasePage(ctx context.Context) ([]mozproto.Notification, error) {
+	rs := s.release
+	if rs.keep == nil {
+		rs.keep = map[string]struct{}{}
+	}
+	page := s.hub.cfg.DrainPage
+	entries, err := s.hub.queue.Range(ctx, s.uaid, rs.after, page, s.hub.now())
+	if err != nil {
+		return nil, fmt.Errorf("release held messages: %w", err)
+	}
+	done := int64(len(entries)) < page
+	var (
+		notes   []mozproto.Notification
+		orphans []string
+	)
+	for _, e := range entries {
+		if queue.EntryAfter(e.ID, s.cursor) {
+			done = true
+			break
+		}
+		rs.after = e.ID
+		if _, ok := s.held[e.ID]; !ok {
+			continue // sent on this connection, or never held
+		}
+		switch {
+		case !s.subscribed(e.ChannelID):
+			orphans = append(orphans, e.ID)
+		case s.meetsBar(heraldv1.Urgency(e.Urgency)):
+			notes = append(notes, notification(e.ChannelID, e.ID, e.Data, e.Headers, int64(e.TTL.Seconds())))
+			s.noteSent(ctx, e.ID, true, e.Received, msgtrace.FromTraceParent(e.TraceParent))
+		default:
+			rs.keep[e.ID] = struct{}{}
+		}
+	}
+	if done {
+		// Held ids the scan did not meet expired or were deleted.
+		s.held, s.release = rs.keep, nil
+	}
+	return notes, s.dropOrphans(ctx, orphans)
+}
+
+// hold keeps a stored message back for a lower bar. Held ids of messages that expire
+// meanwhile are forgotten by the next release scan; one is started when they pile up.
+func (s *Session) hold(id string) {
+	s.held[id] = struct{}{}
+	if s.release == nil && int64(len(s.held)) > 10*s.hub.cfg.DrainPage {
+		s.release = &releaseScan{}
+		select {
+		case s.resync <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *Session) subscribed(ch ids.ChannelID) bool {
+	_, ok := s.channels[ch]
+	return ok
+}
+
+// dropOrphans deletes messages for channels unregistered since they were sent: they
+// can never be delivered.
+func (s *Session) dropOrphans(ctx context.Context, orphans []string) error {
+	if len(orphans) == 0 {
+		return nil
+	}
+	if _, err := s.hub.queue.Delete(ctx, s.uaid, orphans...); err != nil {
+		return fmt.Errorf("drop orphaned messages: %w", err)
+	}
+	return nil
+}
+
+// Take turns a live message into a notification, or reports false when it must not
+// be sent now: a drain already dealt with it, its channel is no longer subscribed,
+// or it is below the urgency bar (then a stored one is held for later).
+func (s *Session) Take(ctx context.Context, m *heraldv1.Message) (mozproto.Notification, bool) {
+	ch, err := ids.ParseChannelID(m.ChannelId)
+	if err != nil || !s.subscribed(ch) {
+		return mozproto.Notification{}, false
+	}
+	if m.Stored {
+		if !queue.EntryAfter(m.Id, s.cursor) {
+			return mozproto.Notification{}, false
+		}
+		s.cursor = m.Id
+	}
+	if !s.meetsBar(m.Urgency) {
+		if m.Stored {
+			s.hold(m.Id)
+		}
+		return mozproto.Notification{}, false
+	}
+	s.noteSent(ctx, m.Id, m.Stored, time.UnixMilli(m.ReceivedUnixMs), m.Trace)
+	return notification(ch, m.Id, m.Data, m.Headers, m.TtlSeconds), true
+}
+
+// notification builds the frame Firefox decrypts: data in base64url without padding
+// and, for a body, the encryption headers under the protocol's names. For aesgcm
+// the Encryption and Crypto-Key values go as the application server sent them, but
+// without quotes and base64 padding, which Firefox's parser rejects (autopush strips
+// them too).
+func notification(ch ids.ChannelID, version string, data []byte, headers map[string]string, ttl int64) mozproto.Notification {
+	n := mozproto.Notification{
+		Type:      mozproto.TypeNotification,
+		ChannelID: ch.String(),
+		Version:   version,
+		TTL:       ttl,
+	}
+	if len(data) == 0 {
+		return n
+	}
+	n.Data = base64.RawURLEncoding.EncodeToString(data)
+	n.Headers = make(map[string]string, len(headers))
+	for k, v := range headers {
+		switch k {
+		case "encryption", "crypto_key", "encryption_key":
+			v = stripParams(v)
+		}
+		n.Headers[k] = v
+	}
+	return n
+}
+
+// stripParams removes double quotes, and the '=' padding at the end of each
+// parameter value, from a header value of ';'- and ','-separated name=value pairs.
+func stripParams(v string) string {
+	v = strings.ReplaceAll(v, `"`, "")
+	var b strings.Builder
+	b.Grow(len(v))
+	for i := 0; i < len(v); {
+		j := strings.IndexAny(v[i:], ";,")
+		end := len(v)
+		if j >= 0 {
+			end = i + j
+		}
+		param := strings.TrimSpace(v[i:end])
+		if name, val, ok := strings.Cut(param, "="); ok {
+			param = strings.TrimSpace(name) + "=" + strings.TrimRight(strings.TrimSpace(val), "=")
+		}
+		b.WriteString(param)
+		if end < len(v) {
+			b.WriteByte(v[end])
+		}
+		i = end + 1
+	}
+	return b.String()
+}

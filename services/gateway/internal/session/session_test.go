@@ -1,0 +1,424 @@
+package session
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/herald-push/herald/pkg/ece"
+	"github.com/herald-push/herald/pkg/ids"
+	"github.com/herald-push/herald/pkg/lease"
+	"github.com/herald-push/herald/pkg/mozproto"
+	"github.com/herald-push/herald/pkg/queue"
+	"github.com/herald-push/herald/pkg/store"
+	"github.com/herald-push/herald/pkg/token"
+	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
+)
+
+// fakeStore keeps user agents and subscriptions in memory.
+type fakeStore struct {
+	uas map[ids.UAID]map[ids.ChannelID][]byte
+}
+
+func (f *fakeStore) CreateUserAgent(_ context.Context, u ids.UAID) error {
+	if _, ok := f.uas[u]; ok {
+		return errors.New("duplicate user agent")
+	}
+	f.uas[u] = map[ids.ChannelID][]byte{}
+	return nil
+}
+
+func (f *fakeStore) Connect(_ context.Context, u ids.UAID, _ time.Time) ([]store.Subscription, error) {
+	chs, ok := f.uas[u]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	var subs []store.Subscription
+	for ch, key := range chs {
+		subs = append(subs, store.Subscription{UAID: u, ChannelID: ch, AppServerKey: key})
+	}
+	return subs, nil
+}
+
+func (f *fakeStore) Subscribe(_ context.Context, sub store.Subscription) error {
+	chs, ok := f.uas[sub.UAID]
+	if !ok {
+		return errors.New("no such user agent")
+	}
+	chs[sub.ChannelID] = sub.AppServerKey
+	return nil
+}
+
+func (f *fakeStore) Unsubscribe(_ context.Context, u ids.UAID, ch ids.ChannelID) error {
+	if _, ok := f.uas[u][ch]; !ok {
+		return store.ErrNotFound
+	}
+	delete(f.uas[u], ch)
+	return nil
+}
+
+// fakeQueue keeps each user agent's messages in order.
+type fakeQueue struct {
+	seq     uint64
+	entries map[ids.UAID][]queue.Entry
+}
+
+func (q *fakeQueue) add(u ids.UAID, ch ids.ChannelID, urgency heraldv1.Urgency) string {
+	q.seq++
+	e := queue.Entry{ID: "1000-" + itoa(q.seq), ChannelID: ch, Data: []byte("x"), Headers: map[string]string{"encoding": "aes128gcm"},
+		TTL: time.Hour, Received: time.Now(), Urgency: int32(urgency)}
+	q.entries[u] = append(q.entries[u], e)
+	return e.ID
+}
+
+func itoa(n uint64) string {
+	if n == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; n > 0; n /= 10 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+	}
+	return string(b)
+}
+
+func (q *fakeQueue) Range(_ context.Context, u ids.UAID, after string, count int64, _ time.Time) ([]queue.Entry, error) {
+	var out []queue.Entry
+	for _, e := range q.entries[u] {
+		if queue.EntryAfter(e.ID, after) && int64(len(out)) < count {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (q *fakeQueue) Delete(_ context.Context, u ids.UAID, entryIDs ...string) (int64, error) {
+	var n int64
+	for _, id := range entryIDs {
+		for i, e := range q.entries[u] {
+			if e.ID == id {
+				q.entries[u] = append(q.entries[u][:i], q.entries[u][i+1:]...)
+				n++
+				break
+			}
+		}
+	}
+	return n, nil
+}
+
+func (q *fakeQueue) Clear(_ context.Context, u ids.UAID) error {
+	delete(q.entries, u)
+	return nil
+}
+
+type fakeLeases struct{ epoch uint64 }
+
+func (l *fakeLeases) Claim(context.Context, ids.UAID, string, string) (uint64, lease.Owner, error) {
+	l.epoch++
+	return l.epoch, lease.Owner{}, nil
+}
+
+func (l *fakeLeases) Release(context.Context, ids.UAID, uint64) error { return nil }
+
+type fakeEvictor struct{}
+
+func (fakeEvictor) Evict(context.Context, lease.Owner, ids.UAID, uint64) error { return nil }
+
+type world struct {
+	hub   *Hub
+	store *fakeStore
+	queue *fakeQueue
+	now   time.Time
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	codec, err := token.NewCodec([][]byte{make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{
+		store: &fakeStore{uas: map[ids.UAID]map[ids.ChannelID][]byte{}},
+		queue: &fakeQueue{entries: map[ids.UAID][]queue.Entry{}},
+		now:   time.Unix(1_700_000_000, 0),
+	}
+	hub, err := NewHub(Config{
+		EndpointURL: "http://push.example", GatewayID: "gw", GatewayAddr: "gw:1",
+		MaxChannels: 2, InboxSize: 4, DrainPage: 2, MinPingInterval: 30 * time.Second,
+		Broadcasts: map[string]string{"known": "v2"},
+	}, w.store, w.queue, &fakeLeases{}, fakeEvictor{}, codec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.hub = hub
+	w.hub.now = func() time.Time { return w.now }
+	return w
+}
+
+func (w *world) hello(t *testing.T, m mozproto.ClientMessage) (*Session, mozproto.HelloReply) {
+	t.Helper()
+	m.Type = mozproto.TypeHello
+	s, r, err := w.hub.Hello(context.Background(), m)
+	if err != nil {
+		t.Fatalf("hello: %v", err)
+	}
+	return s, r
+}
+
+func register(t *testing.T, s *Session, ch, key string) mozproto.RegisterReply {
+	t.Helper()
+	r, err := s.Register(context.Background(), mozproto.ClientMessage{Type: mozproto.TypeRegister, ChannelID: ch, Key: key})
+	if err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	return r
+}
+
+func drainAll(t *testing.T, s *Session) []string {
+	t.Helper()
+	var versions []string
+	for range 100 {
+		notes, more, err := s.Drain(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range notes {
+			versions = append(versions, n.Version)
+		}
+		if !more {
+			return versions
+		}
+	}
+	t.Fatal("drain does not end")
+	return nil
+}
+
+func TestHelloReconciliation(t *testing.T) {
+	w := newWorld(t)
+	s, r := w.hello(t, mozproto.ClientMessage{})
+	if _, ok := w.store.uas[s.UAID()]; ok {
+		t.Fatal("a new uaid is stored before its first register")
+	}
+	ch := ids.NewChannelID().String()
+	if got := register(t, s, ch, "").Status; got != http.StatusOK {
+		t.Fatalf("register: %d", got)
+	}
+	uaid := r.UAID
+
+	tests := []struct {
+		name      string
+		hello     mozproto.ClientMessage
+		sameUAID  bool
+		wantDrops bool
+	}{
+		{name: "resume as Firefox does, without channelIDs", hello: mozproto.ClientMessage{UAID: uaid}, sameUAID: true},
+		{name: "resume listing the channel", hello: mozproto.ClientMessage{UAID: uaid, ChannelIDs: []string{ch}}, sameUAID: true},
+		{name: "malformed uaid", hello: mozproto.ClientMessage{UAID: "zz"}},
+		{name: "unknown uaid", hello: mozproto.ClientMessage{UAID: ids.NewUAID().String()}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, r := w.hello(t, tt.hello)
+			if (r.UAID == uaid) != tt.sameUAID {
+				t.Fatalf("hello answered uaid %s (sent %q), want same=%v", r.UAID, tt.hello.UAID, tt.sameUAID)
+			}
+		})
+	}
+
+	t.Run("channels the server lost reassign and drop the old uaid", func(t *testing.T) {
+		u, _ := ids.ParseUAID(uaid)
+		w.queue.add(u, mustChannel(t, ch), heraldv1.Urgency_URGENCY_NORMAL)
+		_, r := w.hello(t, mozproto.ClientMessage{UAID: uaid, ChannelIDs: []string{ch, ids.NewChannelID().String()}})
+		if r.UAID == uaid {
+			t.Fatal("kept a uaid whose hello lists a channel the server does not hold")
+		}
+		if n := len(w.store.uas[u]); n != 0 {
+			t.Fatalf("old uaid keeps %d subscriptions", n)
+		}
+		if n := len(w.queue.entries[u]); n != 0 {
+			t.Fatalf("old uaid keeps %d messages", n)
+		}
+	})
+	t.Run("a uaid without subscriptions is reassigned", func(t *testing.T) {
+		_, r := w.hello(t, mozproto.ClientMessage{UAID: uaid})
+		if r.UAID == uaid {
+			t.Fatal("kept a uaid without subscriptions: Firefox would keep subscriptions that cannot work")
+		}
+	})
+	t.Run("not hello first", func(t *testing.T) {
+		_, _, err := w.hub.Hello(context.Background(), mozproto.ClientMessage{Type: mozproto.TypeRegister})
+		if !errors.Is(err, ErrProtocol) {
+			t.Fatalf("register before hello: %v, want ErrProtocol", err)
+		}
+	})
+}
+
+func mustChannel(t *testing.T, s string) ids.ChannelID {
+	t.Helper()
+	ch, err := ids.ParseChannelID(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func TestRegisterStatuses(t *testing.T) {
+	w := newWorld(t)
+	s, _ := w.hello(t, mozproto.ClientMessage{})
+	priv, _, err := ece.GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := priv.PublicKey().Bytes()
+	padded := base64.URLEncoding.EncodeToString(key) // Firefox pads
+	other, _, _ := ece.GenerateKeys()
+	otherKey := base64.RawURLEncoding.EncodeToString(other.PublicKey().Bytes())
+	ch := ids.NewChannelID().String()
+	tests := []struct {
+		name string
+		ch   string
+		key  string
+		want int
+	}{
+		{name: "padded key, as Firefox sends it", ch: ch, key: padded, want: 200},
+		{name: "again with the same key", ch: ch, key: base64.RawURLEncoding.EncodeToString(key), want: 200},
+		{name: "again with another key", ch: ch, key: otherKey, want: 409},
+		{name: "again without a key", ch: ch, want: 409},
+		{name: "not a uuid", ch: "not-a-uuid", want: 400},
+		{name: "uppercase uuid", ch: "B502B227-0F0A-4AE5-9C5A-9DD38842A446", want: 400},
+		{name: "uuid without dashes", ch: "b502b2270f0a4ae59c5a9dd38842a446", want: 400},
+		{name: "key not base64", ch: ids.NewChannelID().String(), key: "%%%", want: 400},
+		{name: "key not a point", ch: ids.NewChannelID().String(), key: "bm90IGEga2V5", want: 400},
+		{name: "second channel", ch: ids.NewChannelID().String(), want: 200},
+		{name: "past the limit", ch: ids.NewChannelID().String(), want: 413},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := register(t, s, tt.ch, tt.key)
+			if r.Status != tt.want || r.ChannelID != tt.ch || (r.Status == 200) != (r.PushEndpoint != "") {
+				t.Fatalf("register %q key %q: %+v, want status %d", tt.ch, tt.key, r, tt.want)
+			}
+		})
+	}
+	un, err := s.Unregister(context.Background(), mozproto.ClientMessage{ChannelID: "nope"})
+	if err != nil || un.Status != 400 {
+		t.Fatalf("unregister a bad id: %+v %v", un, err)
+	}
+	un, err = s.Unregister(context.Background(), mozproto.ClientMessage{ChannelID: ids.NewChannelID().String()})
+	if err != nil || un.Status != 200 {
+		t.Fatalf("unregister an unknown channel: %+v %v", un, err)
+	}
+}
+
+func TestPingInterval(t *testing.T) {
+	w := newWorld(t)
+	s, _ := w.hello(t, mozproto.ClientMessage{})
+	if r, code := s.Ping(); code != 0 || r != (mozproto.Ping{}) {
+		t.Fatalf("first ping: %#v %d", r, code)
+	}
+	w.now = w.now.Add(10 * time.Second)
+	r, code := s.Ping()
+	soon, ok := r.(mozproto.PingTooSoon)
+	if code != 0 || !ok || soon.Status != 429 || soon.RetryAfter != 20 || soon.Type != mozproto.TypePing {
+		t.Fatalf("early ping: %#v %d", r, code)
+	}
+	if _, code := s.Ping(); code != mozproto.CloseTooManyPings {
+		t.Fatalf("second early ping: close %d, want %d", code, mozproto.CloseTooManyPings)
+	}
+	s2, _ := w.hello(t, mozproto.ClientMessage{})
+	for range 3 {
+		if r, code := s2.Ping(); code != 0 || r != (mozproto.Ping{}) {
+			t.Fatalf("ping at the interval: %#v %d", r, code)
+		}
+		w.now = w.now.Add(30 * time.Second)
+	}
+}
+
+func TestBroadcasts(t *testing.T) {
+	w := newWorld(t)
+	s, r := w.hello(t, mozproto.ClientMessage{Broadcasts: map[string]string{"known": "v1", "other": "x"}})
+	if r.Broadcasts["known"] != "v2" {
+		t.Fatalf("hello broadcasts %v: want known at v2", r.Broadcasts)
+	}
+	if errs, _ := r.Broadcasts[mozproto.BroadcastErrors].(map[string]any); errs["other"] == nil {
+		t.Fatalf("hello broadcasts %v: want other under errors", r.Broadcasts)
+	}
+	if s.Idle() {
+		t.Fatal("a user agent following a broadcast is idle")
+	}
+	s2, r := w.hello(t, mozproto.ClientMessage{})
+	if len(r.Broadcasts) != 0 || !s2.Idle() {
+		t.Fatalf("no broadcasts asked: %v idle=%v", r.Broadcasts, s2.Idle())
+	}
+	res, err := s2.Handle(context.Background(), mozproto.ClientMessage{Type: mozproto.TypeBroadcastSubscribe, Broadcasts: map[string]string{"known": "v2"}})
+	if err != nil || len(res.Replies) != 0 {
+		t.Fatalf("subscribing at the current version: %+v %v", res, err)
+	}
+}
+
+func TestUrgencyHoldsAndReleases(t *testing.T) {
+	w := newWorld(t)
+	s, _ := w.hello(t, mozproto.ClientMessage{MinUrgency: mozproto.UrgencyHigh})
+	ch := ids.NewChannelID()
+	register(t, s, ch.String(), "")
+	u := s.UAID()
+	low := w.queue.add(u, ch, heraldv1.Urgency_URGENCY_LOW)
+	high := w.queue.add(u, ch, heraldv1.Urgency_URGENCY_HIGH)
+	normal := w.queue.add(u, ch, heraldv1.Urgency_URGENCY_UNSPECIFIED)
+	if got := drainAll(t, s); len(got) != 1 || got[0] != high {
+		t.Fatalf("drain with the bar at high sent %v, want [%s]", got, high)
+	}
+	// A live message below the bar is held too; one that cannot wait is refused.
+	live := w.queue.add(u, ch, heraldv1.Urgency_URGENCY_VERY_LOW)
+	if _, ok := s.Take(context.Background(), &heraldv1.Message{ChannelId: ch.String(), Id: live, Stored: true, Urgency: heraldv1.Urgency_URGENCY_VERY_LOW}); ok {
+		t.Fatal("took a live message below the bar")
+	}
+	if s.Offer(&heraldv1.Message{ChannelId: ch.String(), Id: "u1", Urgency: heraldv1.Urgency_URGENCY_LOW}) {
+		t.Fatal("accepted a TTL 0 message below the bar")
+	}
+
+	r, drain := s.SetUrgency(mozproto.UrgencyNormal)
+	if r.Status != 200 || r.Min != mozproto.UrgencyNormal || !drain {
+		t.Fatalf("lowering the bar: %+v drain=%v", r, drain)
+	}
+	if got := drainAll(t, s); len(got) != 1 || got[0] != normal {
+		t.Fatalf("bar at normal released %v, want [%s]", got, normal)
+	}
+	if r, _ := s.SetUrgency("urgent"); r.Status != 400 || r.Min != mozproto.UrgencyNormal {
+		t.Fatalf("bad urgency: %+v", r)
+	}
+	s.SetUrgency(mozproto.UrgencyVeryLow)
+	got := drainAll(t, s)
+	sort.Strings(got)
+	want := []string{low, live}
+	sort.Strings(want)
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("bar at very-low released %v, want %v", got, want)
+	}
+	if got := drainAll(t, s); len(got) != 0 {
+		t.Fatalf("released twice: %v", got)
+	}
+}
+
+func TestNotificationHeaders(t *testing.T) {
+	n := notification(ids.NewChannelID(), "1-0", []byte{1, 2, 3}, map[string]string{
+		"encoding":   "aesgcm",
+		"encryption": `salt="E2oFC4ktsvlBzjY8eOvGYQ=="; rs=4096`,
+		"crypto_key": `dh=BPgr9Wh1USlG==;p256ecdsa=BNx5ea8n=, keyid=a;dh=Zm9v`,
+	}, 60)
+	if got, want := n.Headers["encryption"], "salt=E2oFC4ktsvlBzjY8eOvGYQ;rs=4096"; got != want {
+		t.Errorf("encryption %q, want %q", got, want)
+	}
+	if got, want := n.Headers["crypto_key"], "dh=BPgr9Wh1USlG;p256ecdsa=BNx5ea8n,keyid=a;dh=Zm9v"; got != want {
+		t.Errorf("crypto_key %q, want %q", got, want)
+	}
+	if n.Data != "AQID" {
+		t.Errorf("data %q", n.Data)
+	}
+}

@@ -1,0 +1,424 @@
+package webpush
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/herald-push/herald/pkg/ece"
+	"github.com/herald-push/herald/pkg/ids"
+	"github.com/herald-push/herald/pkg/store"
+	"github.com/herald-push/herald/pkg/token"
+	"github.com/herald-push/herald/pkg/vapid"
+	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
+)
+
+const (
+	testPublicURL = "https://push.example.net"
+	testMoreInfo  = "https://example.net/errors"
+)
+
+// fakeSubs is a subscription store holding one subscription, or failing.
+type fakeSubs struct {
+	sub   store.Subscription
+	err   error
+	block bool // wait for the context to end, as a hung database would
+}
+
+func (f *fakeSubs) Subscription(ctx context.Context, u ids.UAID, ch ids.ChannelID) (store.Subscription, error) {
+	if f.block {
+		<-ctx.Done()
+		return store.Subscription{}, ctx.Err()
+	}
+	if f.err != nil {
+		return store.Subscription{}, f.err
+	}
+	if u != f.sub.UAID || ch != f.sub.ChannelID {
+		return store.Subscription{}, store.ErrNotFound
+	}
+	return f.sub, nil
+}
+
+// fakeRouter records the messages routed.
+type fakeRouter struct {
+	mu     sync.Mutex
+	routed []*heraldv1.Message
+	err    error
+}
+
+func (f *fakeRouter) Route(_ context.Context, in *heraldv1.RouteRequest, _ ...grpc.CallOption) (*heraldv1.RouteResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	f.routed = append(f.routed, in.GetMessage())
+	return &heraldv1.RouteResponse{Id: "1700000000000-0", Stored: true}, nil
+}
+
+func (f *fakeRouter) DeleteMessage(context.Context, *heraldv1.DeleteMessageRequest, ...grpc.CallOption) (*heraldv1.DeleteMessageResponse, error) {
+	return &heraldv1.DeleteMessageResponse{Deleted: true}, f.err
+}
+
+func (f *fakeRouter) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.routed)
+}
+
+// fakeLimiter answers fixed waits and counts its calls.
+type fakeLimiter struct {
+	subWait, keyWait       time.Duration
+	err                    error
+	subCalls, keyCalls     int
+	subRefunds, keyRefunds int
+}
+
+func (f *fakeLimiter) RefundSubscription(context.Context, ids.UAID, ids.ChannelID) error {
+	f.subRefunds++
+	return nil
+}
+
+func (f *fakeLimiter) RefundVAPIDKey(context.Context, []byte) error {
+	f.keyRefunds++
+	return nil
+}
+
+func (f *fakeLimiter) Subscription(context.Context, ids.UAID, ids.ChannelID) (time.Duration, error) {
+	f.subCalls++
+	return f.subWait, f.err
+}
+
+func (f *fakeLimiter) VAPIDKey(context.Context, []byte) (time.Duration, error) {
+	f.keyCalls++
+	return f.keyWait, f.err
+}
+
+// fixture is a handler with fakes around it and one subscription.
+type fixture struct {
+	h        *Handler
+	tokens   *token.Codec
+	subs     *fakeSubs
+	router   *fakeRouter
+	limiter  *fakeLimiter
+	endpoint string // path of the subscription's push endpoint
+	appKey   *ecdsa.PrivateKey
+}
+
+// newFixture builds a handler; restricted subscriptions name appKey.
+func newFixture(tb testing.TB, restricted bool, cacheSize int) *fixture {
+	tb.Helper()
+	tokens, err := token.NewCodec([][]byte{bytes.Repeat([]byte{1}, token.KeySize)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	appKey, err := vapid.GenerateKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sub := store.Subscription{UAID: ids.NewUAID(), ChannelID: ids.NewChannelID()}
+	if restricted {
+		if sub.AppServerKey, err = appKey.PublicKey.Bytes(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	f := &fixture{tokens: tokens, subs: &fakeSubs{sub: sub}, router: &fakeRouter{}, limiter: &fakeLimiter{}, appKey: appKey}
+	f.endpoint = "/wpush/v2/" + tokens.Endpoint(sub.UAID, sub.ChannelID)
+	f.h = NewHandler(Config{PublicURL: testPublicURL, MaxTTL: 3600, MaxBody: 4096, Timeout: time.Second, MoreInfo: testMoreInfo},
+		tokens, f.subs, f.router, vapid.NewVerifier(cacheSize, vapid.VerifierOptions{}), f.limiter,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return f
+}
+
+// sign returns an Authorization header for the fixture's audience.
+func (f *fixture) sign(tb testing.TB, key *ecdsa.PrivateKey) string {
+	tb.Helper()
+	auth, err := vapid.Sign(key, testPublicURL, "mailto:ops@example.com", time.Now().Add(time.Hour))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return auth
+}
+
+// body returns an aes128gcm body of exactly size bytes, as webpush-go pads them.
+func aes128gcmBody(tb testing.TB, size int) []byte {
+	tb.Helper()
+	priv, auth, err := ece.GenerateKeys()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	body, err := ece.Encrypt(make([]byte, size-ece.HeaderSize-17), priv.PublicKey().Bytes(), auth)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return body
+}
+
+func (f *fixture) do(method, target string, header map[string]string, body io.Reader) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, target, body)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, req)
+	return rec
+}
+
+// wantError checks an error response: status, errno, the JSON body and Retry-After.
+func wantError(tb testing.TB, rec *httptest.ResponseRecorder, status, errno int, retryAfter string) {
+	tb.Helper()
+	var b struct {
+		Code     int    `json:"code"`
+		Errno    int    `json:"errno"`
+		Error    string `json:"error"`
+		Message  string `json:"message"`
+		MoreInfo string `json:"more_info"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil {
+		tb.Fatalf("status %d, body %q: %v", rec.Code, rec.Body, err)
+	}
+	if rec.Code != status || b.Code != status || b.Errno != errno || b.Error != http.StatusText(status) ||
+		b.Message == "" || b.MoreInfo != testMoreInfo {
+		tb.Fatalf("status %d body %+v, want %d errno %d", rec.Code, b, status, errno)
+	}
+	if got := rec.Header().Get("Retry-After"); got != retryAfter {
+		tb.Fatalf("Retry-After %q, want %q", got, retryAfter)
+	}
+}
+
+func TestPushAccepted(t *testing.T) {
+	f := newFixture(t, true, 100)
+	body := aes128gcmBody(t, 4096)
+	rec := f.do(http.MethodPost, f.endpoint, map[string]string{
+		"TTL": "999999", "Urgency": "high", "Topic": "scores", "Content-Encoding": "aes128gcm",
+		"Authorization": f.sign(t, f.appKey),
+	}, bytes.NewReader(body))
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("status %d, body %s", rec.Code, rec.Body)
+	}
+	if got := rec.Header().Get("TTL"); got != "3600" {
+		t.Errorf("TTL %q, want the clamped 3600", got)
+	}
+	loc := rec.Header().Get("Location")
+	id, ok := strings.CutPrefix(loc, testPublicURL+"/m/")
+	if !ok {
+		t.Fatalf("Location %q", loc)
+	}
+	if u, ch, entry, err := f.tokens.OpenMessageID(id); err != nil || u != f.subs.sub.UAID || ch != f.subs.sub.ChannelID || entry != "1700000000000-0" {
+		t.Fatalf("message id opens to %v %v %q %v", u, ch, entry, err)
+	}
+	m := f.router.routed[0]
+	if !bytes.Equal(m.GetData(), body) || m.GetTtlSeconds() != 3600 || m.GetUrgency() != heraldv1.Urgency_URGENCY_HIGH ||
+		m.GetTopic() != "scores" || m.GetHeaders()["encoding"] != "aes128gcm" || m.GetUaid() != f.subs.sub.UAID.String() {
+		t.Fatalf("routed %+v", m)
+	}
+	if f.limiter.keyCalls != 1 || f.limiter.subCalls != 1 || f.limiter.keyRefunds+f.limiter.subRefunds != 0 {
+		t.Fatalf("limiter asked %d times for the key, %d for the subscription, refunded %d", f.limiter.keyCalls, f.limiter.subCalls, f.limiter.keyRefunds+f.limiter.subRefunds)
+	}
+}
+
+func TestPushAESGCMHeadersPassedThrough(t *testing.T) {
+	f := newFixture(t, false, 100)
+	enc := "salt=DGv6ra1nlYgDCS1FRnbzlw"
+	ck := "dh=BP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A8;p256ecdsa=x"
+	rec := f.do(http.MethodPost, f.endpoint, map[string]string{
+		"TTL": "60", "Content-Encoding": "aesgcm", "Encryption": enc, "Crypto-Key": ck,
+	}, bytes.NewReader(make([]byte, 100)))
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("status %d, body %s", rec.Code, rec.Body)
+	}
+	h := f.router.routed[0].GetHeaders()
+	if h["encoding"] != "aesgcm" || h["encryption"] != enc || h["crypto_key"] != ck {
+		t.Fatalf("headers %v", h)
+	}
+}
+
+func TestPushEmptyBody(t *testing.T) {
+	f := newFixture(t, false, 100)
+	// A push without data needs no Content-Encoding, and carries no headers.
+	rec := f.do(http.MethodPost, f.endpoint, map[string]string{"TTL": "0", "Content-Encoding": "aes128gcm"}, nil)
+	if rec.Code != http.StatusCreated || rec.Header().Get("TTL") != "0" {
+		t.Fatalf("status %d TTL %q, body %s", rec.Code, rec.Header().Get("TTL"), rec.Body)
+	}
+	if m := f.router.routed[0]; len(m.GetData()) != 0 || m.GetHeaders() != nil {
+		t.Fatalf("routed %+v", m)
+	}
+}
+
+// TestPushRefused covers the refusals that need no storage; each stores nothing and
+// counts against no rate limit.
+func TestPushRefused(t *testing.T) {
+	f := newFixture(t, true, 100)
+	other, err := vapid.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := aes128gcmBody(t, 200)
+	for _, tc := range []struct {
+		name   string
+		target string
+		method string
+		header map[string]string
+		body   []byte
+		status int
+		errno  int
+	}{
+		{name: "tampered token", target: tamper(f.endpoint), status: 404, errno: 102},
+		{name: "unknown path", target: "/wpush/v1/x", status: 404, errno: 102},
+		{name: "GET on an endpoint", method: http.MethodGet, target: f.endpoint, status: 405, errno: 115},
+		{name: "missing TTL", header: map[string]string{}, status: 400, errno: 111},
+		{name: "body over 4096", header: map[string]string{"TTL": "1", "Content-Encoding": "aes128gcm"}, body: make([]byte, 4097), status: 413, errno: 104},
+		{name: "VAPID missing", header: map[string]string{"TTL": "1", "Content-Encoding": "aes128gcm"}, body: good, status: 401, errno: 109},
+		{name: "VAPID of another key", header: map[string]string{"TTL": "1", "Content-Encoding": "aes128gcm", "Authorization": f.sign(t, other)}, body: good, status: 403, errno: 116},
+		{name: "VAPID garbled", header: map[string]string{"TTL": "1", "Content-Encoding": "aes128gcm", "Authorization": "vapid t=a.b.c, k=BA1Hxzyi"}, body: good, status: 401, errno: 109},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.target == "" {
+				tc.target = f.endpoint
+			}
+			if tc.method == "" {
+				tc.method = http.MethodPost
+			}
+			rec := f.do(tc.method, tc.target, tc.header, bytes.NewReader(tc.body))
+			wantError(t, rec, tc.status, tc.errno, "")
+			if n := f.router.count(); n != 0 {
+				t.Fatalf("%d messages routed", n)
+			}
+			if f.limiter.subCalls+f.limiter.keyCalls != 0 {
+				t.Fatal("a refused message was counted against a rate limit")
+			}
+		})
+	}
+}
+
+// TestPushBodyReadBounded checks that a chunked body over the limit is not read
+// past it.
+func TestPushBodyReadBounded(t *testing.T) {
+	f := newFixture(t, false, 100)
+	src := &countingReader{r: bytes.NewReader(make([]byte, 1<<20))}
+	req := httptest.NewRequest(http.MethodPost, f.endpoint, src)
+	req.ContentLength = -1 // chunked: the size is not known up front
+	req.Header.Set("TTL", "60")
+	req.Header.Set("Content-Encoding", "aes128gcm")
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, req)
+	wantError(t, rec, 413, 104, "")
+	if rec.Header().Get("Connection") != "close" {
+		t.Error("413 keeps the connection: net/http would read on to drain the body")
+	}
+	if src.n > 4097+512 { // io.ReadAll reads in chunks of at least 512
+		t.Fatalf("read %d bytes of a 1 MiB body", src.n)
+	}
+}
+
+// tamper changes one character in the middle of a token.
+func tamper(s string) string {
+	b := []byte(s)
+	i := len(b) - 10
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// TestPushStorageFailures checks that an outage of Postgres, Redis or the router is
+// a 503 with Retry-After, and that nothing is routed after a failed check.
+func TestPushStorageFailures(t *testing.T) {
+	down := errors.New("connection refused")
+	for _, tc := range []struct {
+		name    string
+		setup   func(*fixture)
+		status  int
+		errno   int
+		retry   string
+		refunds [2]int // subscription, key: what was counted is given back
+	}{
+		{name: "postgres down", setup: func(f *fixture) { f.subs.err = down }, status: 503, errno: 201, retry: "10"},
+		{name: "postgres hangs", setup: func(f *fixture) { f.subs.block = true }, status: 503, errno: 201, retry: "10"},
+		{name: "rate-limit redis down", setup: func(f *fixture) { f.limiter.err = down }, status: 503, errno: 201, retry: "10"},
+		{name: "router or its redis down", setup: func(f *fixture) { f.router.err = status.Error(codes.Unavailable, "message store unavailable") }, status: 503, errno: 201, retry: "10", refunds: [2]int{1, 1}},
+		{name: "router deadline", setup: func(f *fixture) { f.router.err = status.Error(codes.DeadlineExceeded, "deadline") }, status: 503, errno: 201, retry: "10", refunds: [2]int{1, 1}},
+		{name: "queue full", setup: func(f *fixture) { f.router.err = status.Error(codes.ResourceExhausted, "full") }, status: 429, errno: 117, retry: "60", refunds: [2]int{1, 1}},
+		{name: "router refuses", setup: func(f *fixture) { f.router.err = status.Error(codes.InvalidArgument, "bad uaid") }, status: 500, errno: 999, refunds: [2]int{1, 1}},
+		{name: "subscription over its rate", setup: func(f *fixture) { f.limiter.subWait = 1500 * time.Millisecond }, status: 429, errno: 118, retry: "2", refunds: [2]int{0, 1}},
+		{name: "VAPID key over its rate", setup: func(f *fixture) { f.limiter.keyWait = 30 * time.Second }, status: 429, errno: 118, retry: "30"},
+		{name: "unregistered", setup: func(f *fixture) { f.subs.err = store.ErrNotFound }, status: 410, errno: 103},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, false, 100)
+			f.h.cfg.Timeout = 50 * time.Millisecond
+			tc.setup(f)
+			rec := f.do(http.MethodPost, f.endpoint, map[string]string{
+				"TTL": "60", "Content-Encoding": "aes128gcm", "Authorization": f.sign(t, f.appKey),
+			}, bytes.NewReader(aes128gcmBody(t, 300)))
+			wantError(t, rec, tc.status, tc.errno, tc.retry)
+			if n := f.router.count(); n != 0 {
+				t.Fatalf("%d messages routed", n)
+			}
+			if got := [2]int{f.limiter.subRefunds, f.limiter.keyRefunds}; got != tc.refunds {
+				t.Fatalf("refunds (subscription, key) %v, want %v", got, tc.refunds)
+			}
+		})
+	}
+	t.Run("a message over the key's rate spends no subscription allowance", func(t *testing.T) {
+		f := newFixture(t, false, 100)
+		f.limiter.keyWait = time.Second
+		f.do(http.MethodPost, f.endpoint, map[string]string{"TTL": "60", "Authorization": f.sign(t, f.appKey)}, nil)
+		if f.limiter.subCalls != 0 {
+			t.Fatal("subscription limit asked after the key's refused")
+		}
+	})
+}
+
+func TestDeleteMessage(t *testing.T) {
+	f := newFixture(t, false, 100)
+	id := f.tokens.MessageID(f.subs.sub.UAID, f.subs.sub.ChannelID, "1-0")
+	if rec := f.do(http.MethodDelete, "/m/"+id, nil, nil); rec.Code != http.StatusNoContent {
+		t.Fatalf("status %d", rec.Code)
+	}
+	wantError(t, f.do(http.MethodDelete, "/m/"+tamper(id), nil, nil), 404, 102, "")
+	// An endpoint token is not a message id.
+	wantError(t, f.do(http.MethodDelete, "/m/"+strings.TrimPrefix(f.endpoint, "/wpush/v2/"), nil, nil), 404, 102, "")
+	wantError(t, f.do(http.MethodPost, "/m/"+id, nil, nil), 405, 115, "")
+	f.router.err = status.Error(codes.Unavailable, "down")
+	wantError(t, f.do(http.MethodDelete, "/m/"+id, nil, nil), 503, 201, "10")
+}
+
+func TestOrigin(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://Push.Example.NET":      "https://push.example.net",
+		"http://127.0.0.1:8000":         "http://127.0.0.1:8000",
+		"https://push.example.net/base": "https://push.example.net",
+	} {
+		if got := origin(in); got != want {
+			t.Errorf("origin(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
