@@ -5,7 +5,7 @@ GO_SERVICES := ingest router gateway
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-.PHONY: dev test build proto fmt vet deps deps-stop clean bench
+.PHONY: dev test build proto fmt vet deps deps-stop clean bench chaos
 
 ## dev: build and run ingest, router and gateway locally, with Postgres and Redis
 dev:
@@ -51,3 +51,28 @@ clean:
 ## bench: run the load tool against a local Herald (ARGS="-conns 1000 -rate 5000 -duration 20s")
 bench:
 	@scripts/bench.sh $(ARGS)
+
+# Appended by the packaging work (charts/, deploy/, Dockerfile).
+IMAGE_REGISTRY ?= ghcr.io/herald-push
+IMAGE_TAG ?= dev
+IMAGE_TARGETS := ingest router gateway heraldctl
+DOCKER ?= docker
+
+.PHONY: images helm
+
+## images: build the container images (ingest, router, gateway, heraldctl) with Docker
+images:
+	@command -v $(DOCKER) >/dev/null || { echo "make images needs Docker (or DOCKER=podman)" >&2; exit 1; }
+	@for t in $(IMAGE_TARGETS); do \
+		name=herald-$$t; [ $$t = heraldctl ] && name=heraldctl; \
+		echo "== $(IMAGE_REGISTRY)/$$name:$(IMAGE_TAG)" >&2; \
+		$(DOCKER) build --target $$t --build-arg VERSION=$(IMAGE_TAG) -t $(IMAGE_REGISTRY)/$$name:$(IMAGE_TAG) . || exit 1; \
+	done
+
+## helm: install Helm if missing, then lint, render and check the chart (test/charts)
+helm:
+	@source scripts/test.d/helm.sh && cd test && go test -count=1 ./charts/
+
+## chaos: the long chaos profile (3,000 user agents, 30,000 messages, gateways killed and drained)
+chaos:
+	@eval "$$(scripts/deps.sh cluster)" && HERALD_CHAOS=full go test -count=1 -v -timeout 30m -run 'TestChaos' ./test/chaos/

@@ -21,10 +21,13 @@ import (
 // Cluster is one ingest, one router and one or more gateways sharing a fresh
 // database and Redis key prefix.
 type Cluster struct {
-	t           testing.TB
-	env         []string
+	t   testing.TB
+	env []string
+	// Ingest and Router are the first of Ingests and Routers.
 	Ingest      *Process
 	Router      *Process
+	Ingests     []*Process
+	Routers     []*Process
 	Gateways    []*Process
 	PostgresURL string
 	RedisURL    string
@@ -85,12 +88,28 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 		"HERALD_REDIS_CLUSTER="+strconv.FormatBool(o.redisCluster),
 	)
 	c.env = append(c.env, o.env...)
-	c.Router = startProcess(t, "router", nil, append(c.env, "HERALD_GRPC_LISTEN=127.0.0.1:0"))
-	c.Ingest = startProcess(t, "ingest", nil, append(c.env,
-		"HERALD_LISTEN=127.0.0.1:0",
-		"HERALD_ROUTER_ADDR="+c.Router.Addr("grpc")))
+	c.Router = c.AddRouter()
+	c.Ingest = c.AddIngest(c.Router)
 	c.AddGateway()
 	return c
+}
+
+// AddRouter starts one more router and returns it.
+func (c *Cluster) AddRouter() *Process {
+	c.t.Helper()
+	r := startProcess(c.t, "router", nil, append(c.env, "HERALD_GRPC_LISTEN=127.0.0.1:0"))
+	c.Routers = append(c.Routers, r)
+	return r
+}
+
+// AddIngest starts one more ingest, calling router, and returns it.
+func (c *Cluster) AddIngest(router *Process) *Process {
+	c.t.Helper()
+	in := startProcess(c.t, "ingest", nil, append(c.env,
+		"HERALD_LISTEN=127.0.0.1:0",
+		"HERALD_ROUTER_ADDR="+router.Addr("grpc")))
+	c.Ingests = append(c.Ingests, in)
+	return in
 }
 
 // AddGateway starts one more gateway and returns it.
