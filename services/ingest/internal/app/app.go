@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -21,6 +22,7 @@ import (
 	"github.com/herald-push/herald/pkg/redisconn"
 	"github.com/herald-push/herald/pkg/service"
 	"github.com/herald-push/herald/pkg/store"
+	"github.com/herald-push/herald/pkg/telemetry"
 	"github.com/herald-push/herald/pkg/token"
 	"github.com/herald-push/herald/pkg/vapid"
 	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
@@ -108,6 +110,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	tel, err := telemetry.Setup(ctx, "ingest")
+	if err != nil {
+		return err
+	}
+	defer tel.Close(ctx, log)
 	st, err := store.Open(ctx, cfg.Postgres.URL)
 	if err != nil {
 		return err
@@ -123,6 +130,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer rdb.Close()
 	cc, err := grpc.NewClient(cfg.RouterAddr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
 	if err != nil {
 		return fmt.Errorf("router client: %w", err)
@@ -155,7 +163,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}, tokens, st, routes,
 		vapid.NewVerifier(cfg.VAPIDCache, vapid.VerifierOptions{Leeway: time.Minute}),
 		ratelimit.New(rdb, cfg.Redis.Keys(), cfg.RateLimit), log)
-	srv, err := cfg.HTTP.newServer(api)
+	srv, err := cfg.HTTP.newServer(webpush.Instrument(api))
 	if err != nil {
 		return err
 	}
@@ -170,6 +178,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	adminMux := http.NewServeMux()
 	probe.Register(adminMux)
+	adminMux.Handle("GET /metrics", tel.MetricsHandler())
 	adminSrv := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
 
 	// The batcher outlives the HTTP server: it stops once no request can call it.

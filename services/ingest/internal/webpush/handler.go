@@ -13,11 +13,13 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/herald-push/herald/pkg/ids"
+	"github.com/herald-push/herald/pkg/msgtrace"
 	"github.com/herald-push/herald/pkg/store"
 	"github.com/herald-push/herald/pkg/token"
 	"github.com/herald-push/herald/pkg/vapid"
@@ -83,7 +85,7 @@ type Handler struct {
 func NewHandler(cfg Config, tokens *token.Codec, subs Subscriptions, router Router, verifier *vapid.Verifier, limiter Limiter, log *slog.Logger) *Handler {
 	h := &Handler{cfg: cfg, origin: origin(cfg.PublicURL), tokens: tokens, subs: subs, router: router, verifier: verifier, limiter: limiter, log: log}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /wpush/v2/{token}", h.push)
+	mux.HandleFunc("POST /wpush/v2/{token}", counted(h.push))
 	mux.HandleFunc("DELETE /m/{id}", h.deleteMessage)
 	mux.HandleFunc("/wpush/v2/{token}", h.methodNotAllowed("POST"))
 	mux.HandleFunc("/m/{id}", h.methodNotAllowed("DELETE"))
@@ -177,14 +179,18 @@ func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
 		ReceivedUnixMs: time.Now().UnixMilli(),
 		Urgency:        urgency,
 		Topic:          topic,
+		Trace:          msgtrace.Inject(ctx),
 	}})
 	if err != nil {
 		refund()
 		h.fail(w, h.routeError(u, err))
 		return
 	}
+	locationID := h.tokens.MessageID(u, ch, resp.GetId())
+	// The Location's id finds the message's trace (docs/observability.md).
+	trace.SpanFromContext(ctx).SetAttributes(msgtrace.LocationID.String(locationID), msgtrace.MessageID.String(resp.GetId()))
 	hdr := w.Header()
-	hdr.Set("Location", h.cfg.PublicURL+"/m/"+h.tokens.MessageID(u, ch, resp.GetId()))
+	hdr.Set("Location", h.cfg.PublicURL+"/m/"+locationID)
 	hdr.Set("TTL", strconv.FormatInt(ttl, 10))
 	w.WriteHeader(http.StatusCreated)
 }
