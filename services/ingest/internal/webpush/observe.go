@@ -49,7 +49,11 @@ func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 func Instrument(api http.Handler) http.Handler {
 	restore := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p, ok := r.Context().Value(realPathKey{}).(string); ok {
-			r.URL.Path = p
+			// A copy of the URL: otelhttp still reads the one it was given.
+			u := *r.URL
+			u.Path = p
+			r = r.WithContext(r.Context())
+			r.URL = &u
 		}
 		api.ServeHTTP(w, r)
 	})
@@ -59,9 +63,10 @@ func Instrument(api http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		route := routeOf(r.URL.Path)
 		if route != r.URL.Path {
+			u := *r.URL
+			u.Path, u.RawPath = route, ""
 			r = r.WithContext(context.WithValue(r.Context(), realPathKey{}, r.URL.Path))
-			r.URL.Path = route
-			r.URL.RawPath = ""
+			r.URL = &u
 		}
 		traced.ServeHTTP(w, r)
 	})
