@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 )
@@ -62,6 +63,16 @@ func (p *Probe) Register(mux *http.ServeMux) {
 		}
 		_, _ = w.Write([]byte("ok\n")) // a failed write means the prober left
 	})
+}
+
+// RegisterProfiling adds Go's profiler (/debug/pprof/) to mux: CPU, heap and
+// goroutine profiles of a running service, on its admin port only.
+func RegisterProfiling(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 // Serve runs srv on ln until Shutdown; a clean shutdown is not an error.

@@ -178,6 +178,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	adminMux := http.NewServeMux()
 	probe.Register(adminMux)
+	service.RegisterProfiling(adminMux)
 	adminMux.Handle("GET /metrics", tel.MetricsHandler())
 	adminSrv := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
 

@@ -97,6 +97,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	probe := service.NewProbe(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 	adminMux := http.NewServeMux()
 	probe.Register(adminMux)
+	service.RegisterProfiling(adminMux)
 	adminMux.Handle("GET /metrics", tel.MetricsHandler())
 	adminSrv := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
 
