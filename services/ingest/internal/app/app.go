@@ -39,6 +39,9 @@ const defaultErrorsURL = "https://github.com/herald-push/herald/blob/main/docs/e
 
 // Config is ingest's configuration.
 type Config struct {
+	// MigrateOnly applies the migrations and exits.
+	MigrateOnly bool
+
 	Listen      string
 	AdminListen string
 	PublicURL   string
@@ -62,6 +65,7 @@ type Config struct {
 
 // RegisterFlags registers every setting.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&c.MigrateOnly, "migrate-only", false, "apply the Postgres migrations and exit (needs only -postgres-url; the chart's migrations Job)")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8000", "address of the HTTP API for application servers")
 	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:8001", "address of /livez, /readyz")
 	fs.StringVar(&c.PublicURL, "public-url", "", "public base URL of this API, as in push endpoints (default: http(s)://<listen address>)")
@@ -84,6 +88,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
+	if c.MigrateOnly {
+		return c.Postgres.Validate()
+	}
 	var errs []error
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)
@@ -102,6 +109,9 @@ func (c *Config) Validate() error {
 
 // Run runs ingest until ctx ends, then drains.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if cfg.MigrateOnly {
+		return migrate(ctx, cfg, log)
+	}
 	log.Info("starting", "listen", cfg.Listen, "admin_listen", cfg.AdminListen, "router", cfg.RouterAddr,
 		"postgres", cfg.Postgres.Redacted(), "redis", cfg.Redis.Redacted(), "max_ttl", cfg.MaxTTL, "max_body", cfg.MaxBody,
 		"tls", cfg.HTTP.TLS(), "rate_limit_subscription", cfg.RateLimit.Subscription.String(),
@@ -209,4 +219,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	})
 	return g.Wait()
+}
+
+// migrate applies the Postgres migrations; concurrent starts are serialised by an
+// advisory lock, so it is safe beside running services.
+func migrate(ctx context.Context, cfg Config, log *slog.Logger) error {
+	st, err := store.Open(ctx, cfg.Postgres.URL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	version, err := st.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("migrated", "postgres", cfg.Postgres.Redacted(), "schema_version", version)
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/herald-push/herald/pkg/gwpool"
 	"github.com/herald-push/herald/pkg/lease"
@@ -35,6 +36,8 @@ type Config struct {
 	DeliverTimeout time.Duration
 	MaxQueueLen    int64
 	LeaseTTL       time.Duration
+	// MaxConnectionAge bounds the life of an ingest's connection to this router.
+	MaxConnectionAge time.Duration
 
 	Redis redisconn.Config
 	Drain service.DrainConfig
@@ -47,6 +50,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:8091", "address of /livez, /readyz")
 	fs.DurationVar(&c.DeliverTimeout, "deliver-timeout", 2*time.Second, "bound on one delivery call to a gateway")
 	fs.Int64Var(&c.MaxQueueLen, "max-queue-len", 1000, "most messages waiting for one user agent")
+	fs.DurationVar(&c.MaxConnectionAge, "max-connection-age", 5*time.Minute, "age after which a client's gRPC connection is closed gracefully, so that load spreads over new routers")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 30*time.Second, "lifetime of an ownership lease (must match the gateways')")
 	c.Redis.RegisterFlags(fs)
 	c.Drain.RegisterFlags(fs)
@@ -90,7 +94,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	grpcSrv := grpc.NewServer(grpc.StatsHandler(otelgrpc.NewServerHandler()))
+	grpcSrv := grpc.NewServer(grpc.StatsHandler(otelgrpc.NewServerHandler()),
+		// Clients reconnect now and then, so that routers added by a scale-up get
+		// their share of ingest's calls (gRPC balances per connection).
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: 30 * time.Second}))
 	heraldv1.RegisterRouterServer(grpcSrv, router)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
