@@ -65,6 +65,16 @@ func (p *Probe) Register(mux *http.ServeMux) {
 	})
 }
 
+// AdminServer returns the server of a service's admin port: /livez and /readyz from
+// probe, /metrics from metrics, and the profiler.
+func AdminServer(probe *Probe, metrics http.Handler) *http.Server {
+	mux := http.NewServeMux()
+	probe.Register(mux)
+	mux.Handle("GET /metrics", metrics)
+	RegisterProfiling(mux)
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+}
+
 // RegisterProfiling adds Go's profiler (/debug/pprof/) to mux: CPU, heap and
 // goroutine profiles of a running service, on its admin port only.
 func RegisterProfiling(mux *http.ServeMux) {

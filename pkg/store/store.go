@@ -48,6 +48,19 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	return &Store{pool: pool}, nil
 }
 
+// OpenMigrated opens the database at url and applies the migrations it lacks.
+func OpenMigrated(ctx context.Context, url string) (*Store, error) {
+	s, err := Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
 

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -107,8 +106,11 @@ func (c *Config) Validate() error {
 	return errors.Join(append(errs, c.HTTP.Validate(), c.Postgres.Validate(), c.Redis.Validate(), c.Tokens.Validate(), c.Log.Validate())...)
 }
 
+// Logging returns the log settings.
+func (c *Config) Logging() *logging.Config { return &c.Log }
+
 // Run runs ingest until ctx ends, then drains.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if cfg.MigrateOnly {
 		return migrate(ctx, cfg, log)
 	}
@@ -125,14 +127,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer tel.Close(ctx, log)
-	st, err := store.Open(ctx, cfg.Postgres.URL)
+	st, err := store.OpenMigrated(ctx, cfg.Postgres.URL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
-		return err
-	}
 	rdb, err := cfg.Redis.Open(ctx)
 	if err != nil {
 		return err
@@ -186,11 +185,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		return nil
 	})
-	adminMux := http.NewServeMux()
-	probe.Register(adminMux)
-	service.RegisterProfiling(adminMux)
-	adminMux.Handle("GET /metrics", tel.MetricsHandler())
-	adminSrv := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
+	adminSrv := service.AdminServer(probe, tel.MetricsHandler())
 
 	// The batcher outlives the HTTP server: it stops once no request can call it.
 	routesCtx, stopRoutes := context.WithCancel(context.WithoutCancel(ctx))
@@ -223,16 +218,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // migrate applies the Postgres migrations; concurrent starts are serialised by an
 // advisory lock, so it is safe beside running services.
-func migrate(ctx context.Context, cfg Config, log *slog.Logger) error {
-	st, err := store.Open(ctx, cfg.Postgres.URL)
+func migrate(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	st, err := store.OpenMigrated(ctx, cfg.Postgres.URL)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	version, err := st.Migrate(ctx)
-	if err != nil {
-		return err
-	}
-	log.Info("migrated", "postgres", cfg.Postgres.Redacted(), "schema_version", version)
+	st.Close()
+	log.Info("migrated", "postgres", cfg.Postgres.Redacted())
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
-	"net/http"
 	"os"
 	"time"
 
@@ -65,8 +64,11 @@ func (c *Config) Validate() error {
 	return errors.Join(c.Redis.Validate(), c.Log.Validate())
 }
 
+// Logging returns the log settings.
+func (c *Config) Logging() *logging.Config { return &c.Log }
+
 // Run runs the router until ctx ends, then drains.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	log.Info("starting", "grpc_listen", cfg.GRPCListen, "admin_listen", cfg.AdminListen, "redis", cfg.Redis.Redacted(),
 		"tracing", telemetry.TracingEnabled(os.Getenv))
 	tel, err := telemetry.Setup(ctx, "router")
@@ -102,11 +104,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	probe := service.NewProbe(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
-	adminMux := http.NewServeMux()
-	probe.Register(adminMux)
-	service.RegisterProfiling(adminMux)
-	adminMux.Handle("GET /metrics", tel.MetricsHandler())
-	adminSrv := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
+	adminSrv := service.AdminServer(probe, tel.MetricsHandler())
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return grpcSrv.Serve(grpcLn) })
