@@ -60,14 +60,15 @@ wait_ready() {
 run router
 wait_ready router http://127.0.0.1:8091/readyz
 run ingest
-run gateway
+HERALD_DEMO=true run gateway
 wait_ready ingest http://127.0.0.1:8001/readyz
 wait_ready gateway http://127.0.0.1:8081/readyz
 
 cat >&2 <<EOF2
 
   Herald is running.
-    user agents (WebSocket):   ws://127.0.0.1:8080/
+    user agents (WebSocket):   ws://127.0.0.1:8080/   (SSE and long-polling under /ua, the JS SDK at /sdk/herald.js)
+    demo page:                 http://127.0.0.1:8080/demo/
     app servers (push API):    http://127.0.0.1:8000/wpush/v2/<token>
     health:                    http://127.0.0.1:{8001,8091,8081}/readyz
 

@@ -1,6 +1,8 @@
 // Package pushclient is a user agent of the Mozilla Push Service protocol: it
 // connects to a gateway, says hello, registers channels, receives notifications and
-// acknowledges them. heraldctl, the tests and the load tool use it.
+// acknowledges them. heraldctl, the tests and the load tool use it. Client speaks
+// over WebSocket; HTTPConn over the gateway's HTTP transports (Server-Sent Events
+// and long-polling).
 package pushclient
 
 import (

@@ -33,7 +33,10 @@ import (
 	"github.com/herald-push/herald/pkg/token"
 	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
 	"github.com/herald-push/herald/services/gateway/internal/deliver"
+	"github.com/herald-push/herald/services/gateway/internal/httpconn"
+	"github.com/herald-push/herald/services/gateway/internal/sdk"
 	"github.com/herald-push/herald/services/gateway/internal/session"
+	"github.com/herald-push/herald/services/gateway/internal/uaconn"
 	"github.com/herald-push/herald/services/gateway/internal/wsconn"
 )
 
@@ -53,8 +56,12 @@ type Config struct {
 	// MinPingInterval and Broadcasts are protocol settings of sessions.
 	MinPingInterval time.Duration
 	Broadcasts      string
+	// Demo serves the demo page at /demo/.
+	Demo bool
 
+	Conn     uaconn.Config
 	WS       wsconn.Config
+	HTTP     httpconn.Config
 	Postgres store.Config
 	Redis    redisconn.Config
 	Tokens   token.Config
@@ -64,7 +71,7 @@ type Config struct {
 
 // RegisterFlags registers every setting.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address of the WebSocket endpoint for user agents")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address of the user agents' endpoint: WebSocket, SSE and long-polling, and the JS SDK at /sdk/herald.js")
 	fs.StringVar(&c.GRPCListen, "grpc-listen", "127.0.0.1:8082", "address of the gRPC server for routers")
 	fs.StringVar(&c.GRPCAdvertise, "grpc-advertise", "", "gRPC address routers reach this gateway at (default: the listener's address)")
 	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:8081", "address of /livez, /readyz")
@@ -76,13 +83,19 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxQueueLen, "max-queue-len", 1000, "most messages waiting for one user agent")
 	fs.DurationVar(&c.DrainWindow, "drain-window", 10*time.Second, "time over which a draining gateway spreads its user agents' reconnections")
 	fs.Int64Var(&c.WS.ReadLimit, "ws-read-limit", 64<<10, "largest frame a user agent may send, in bytes")
-	fs.DurationVar(&c.WS.HelloTimeout, "ws-hello-timeout", 10*time.Second, "time a new connection has to say hello")
+	fs.DurationVar(&c.Conn.HelloTimeout, "ws-hello-timeout", 10*time.Second, "time a new connection has to say hello")
 	fs.DurationVar(&c.WS.PingInterval, "ws-ping-interval", 60*time.Second, "interval of WebSocket pings to user agents")
 	fs.DurationVar(&c.WS.WriteTimeout, "ws-write-timeout", 10*time.Second, "longest a write to a user agent may take")
-	fs.DurationVar(&c.WS.OpTimeout, "op-timeout", 5*time.Second, "bound on the storage work of one frame")
+	fs.DurationVar(&c.Conn.OpTimeout, "op-timeout", 5*time.Second, "bound on the storage work of one frame")
 	fs.IntVar(&c.WS.OutboxSize, "ws-outbox-size", 64, "frames queued for writing per connection; a user agent whose queue stays full for ws-write-timeout is closed as a slow consumer")
 	fs.DurationVar(&c.WS.CloseLinger, "ws-close-linger", time.Second, "how long a close frame waits for the user agent's answer before the TCP connection is dropped")
-	fs.DurationVar(&c.WS.BackoffAfter, "ws-backoff-after", time.Minute, "quiet time after which a user agent with nothing to receive is closed with 4774 (do not reconnect); 0 keeps it")
+	fs.DurationVar(&c.Conn.BackoffAfter, "ws-backoff-after", time.Minute, "quiet time after which a user agent with nothing to receive is closed with 4774 (do not reconnect), on every transport; 0 keeps it")
+	fs.DurationVar(&c.HTTP.IdleTimeout, "http-idle-timeout", 30*time.Second, "SSE and long-poll: how long a connection may go without a stream or poll reading it before it is closed with 4002")
+	fs.DurationVar(&c.HTTP.PollTimeout, "http-poll-timeout", 25*time.Second, "longest a long-poll is held when there is nothing to send")
+	fs.DurationVar(&c.HTTP.Keepalive, "http-keepalive", 15*time.Second, "interval of the keepalive comments on an idle SSE stream")
+	fs.IntVar(&c.HTTP.Backlog, "http-backlog", 64, "SSE and long-poll: notifications sent and not yet acknowledged per connection; a user agent whose backlog stays full for http-write-timeout is closed as a slow consumer")
+	fs.DurationVar(&c.HTTP.WriteTimeout, "http-write-timeout", 10*time.Second, "longest a write to an SSE stream may take, and a full backlog may stay full")
+	fs.BoolVar(&c.Demo, "demo", false, "serve the demo page, which subscribes with the JS SDK and shows arriving messages, at /demo/")
 	fs.DurationVar(&c.MinPingInterval, "min-ping-interval", 30*time.Second, "least time between two protocol pings of a user agent; a ping sooner is told so, a second one closes")
 	fs.StringVar(&c.Broadcasts, "broadcasts", "", "broadcasts Herald defines, as id=version pairs separated by commas (none by default)")
 	c.Postgres.RegisterFlags(fs)
@@ -106,7 +119,7 @@ func (c *Config) Validate() error {
 	if _, err := parseBroadcasts(c.Broadcasts); err != nil {
 		return err
 	}
-	return errors.Join(c.WS.Validate(), c.Postgres.Validate(), c.Redis.Validate(), c.Tokens.Validate(), c.Log.Validate())
+	return errors.Join(c.Conn.Validate(), c.WS.Validate(), c.HTTP.Validate(), c.Postgres.Validate(), c.Redis.Validate(), c.Tokens.Validate(), c.Log.Validate())
 }
 
 // Run runs the gateway until ctx ends, then drains.
@@ -117,7 +130,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("starting", "id", cfg.ID, "listen", cfg.Listen, "grpc_listen", cfg.GRPCListen, "admin_listen", cfg.AdminListen,
 		"endpoint_url", cfg.EndpointURL, "postgres", cfg.Postgres.Redacted(), "redis", cfg.Redis.Redacted(),
 		"lease_ttl", cfg.LeaseTTL, "drain_window", cfg.DrainWindow, "min_ping_interval", cfg.MinPingInterval,
-		"broadcasts", cfg.Broadcasts, "ws_backoff_after", cfg.WS.BackoffAfter, "ws_outbox_size", cfg.WS.OutboxSize)
+		"broadcasts", cfg.Broadcasts, "ws_backoff_after", cfg.Conn.BackoffAfter, "ws_outbox_size", cfg.WS.OutboxSize,
+		"http_idle_timeout", cfg.HTTP.IdleTimeout, "http_poll_timeout", cfg.HTTP.PollTimeout, "http_backlog", cfg.HTTP.Backlog, "demo", cfg.Demo)
 	broadcasts, err := parseBroadcasts(cfg.Broadcasts)
 	if err != nil {
 		return err
@@ -182,11 +196,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
-	wss, err := wsconn.NewServer(cfg.WS, hub, log)
+	conns, err := uaconn.NewServer(cfg.Conn, hub, log)
 	if err != nil {
 		return err
 	}
-	wsSrv := &http.Server{Handler: wss, ReadHeaderTimeout: 10 * time.Second}
+	// One listener for user agents: the WebSocket on the root path (a browser's
+	// push server URL is the origin), the HTTP transports under /ua, the SDK.
+	uaMux := http.NewServeMux()
+	uaMux.Handle("/", wsconn.NewServer(cfg.WS, conns, log))
+	httpCfg := cfg.HTTP
+	httpCfg.ReadLimit = cfg.WS.ReadLimit // one limit for a frame, however it comes
+	httpconn.NewServer(httpCfg, conns, log).Register(uaMux)
+	sdk.Register(uaMux, cfg.Demo)
+	wsSrv := &http.Server{Handler: uaMux, ReadHeaderTimeout: 10 * time.Second}
 	grpcSrv := grpc.NewServer(grpc.StatsHandler(otelgrpc.NewServerHandler()))
 	heraldv1.RegisterGatewayServer(grpcSrv, deliver.NewServer(hub))
 	healthSrv := health.NewServer()
@@ -194,6 +216,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	probe := service.NewProbe(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 	adminMux := http.NewServeMux()
 	probe.Register(adminMux)
+	service.RegisterProfiling(adminMux)
 	adminMux.Handle("GET /metrics", tel.MetricsHandler())
 	adminSrv := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
 
@@ -211,7 +234,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("draining", "connections", wss.Len())
+		log.Info("draining", "connections", conns.Len())
 		// 1. Not ready, and give load balancers time to notice.
 		probe.SetReady(false)
 		healthSrv.Shutdown()
@@ -221,9 +244,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		// 2. Close user agents with "going away", spread over the window; each
 		// session hands back its lease as it ends. Routers meanwhile still reach
 		// this gateway for the connections that remain.
-		derr := wss.Drain(dctx, cfg.DrainWindow)
+		derr := conns.Drain(dctx, cfg.DrainWindow)
 		// 3. Stop intake and leave the registry.
-		_ = wsSrv.Shutdown(dctx) // the WebSockets are gone; this only closes listeners
+		_ = wsSrv.Shutdown(dctx) // the connections are gone; this closes listeners and idle requests
 		service.GracefulStop(dctx, grpcSrv)
 		_ = adminSrv.Shutdown(dctx) // probes only; nothing to lose
 		if err := gateways.Leave(dctx, cfg.ID); err != nil {

@@ -1,4 +1,4 @@
-package wsconn
+package uaconn
 
 import (
 	"context"
@@ -8,10 +8,21 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
-// serverMetrics are the WebSocket instruments (names per docs/observability.md).
+// serverMetrics are the connection instruments (names per docs/observability.md),
+// with the transport as an attribute.
 type serverMetrics struct {
 	opened metric.Int64Counter
 	closed metric.Int64Counter
+}
+
+func (serverMetrics) transportAttr(transport string) metric.MeasurementOption {
+	return metric.WithAttributes(attribute.String("transport", transport))
+}
+
+// closeAttrs are the attributes of a closed connection: its transport, and the
+// reason (the close code's name).
+func (serverMetrics) closeAttrs(transport string, code int) metric.MeasurementOption {
+	return metric.WithAttributes(attribute.String("transport", transport), attribute.String("reason", CloseReason(code)))
 }
 
 // registerMetrics creates the counters and the gauges read from s: open connections
@@ -20,15 +31,15 @@ func (s *Server) registerMetrics() error {
 	m := otel.GetMeterProvider().Meter("herald/gateway")
 	var err error
 	if s.metrics.opened, err = m.Int64Counter("herald.gateway.connections.opened", metric.WithUnit("{connection}"),
-		metric.WithDescription("WebSocket connections accepted")); err != nil {
+		metric.WithDescription("User-agent connections accepted, by transport (websocket, http)")); err != nil {
 		return err
 	}
 	if s.metrics.closed, err = m.Int64Counter("herald.gateway.connections.closed", metric.WithUnit("{connection}"),
-		metric.WithDescription("WebSocket connections ended, by reason (the close code's name)")); err != nil {
+		metric.WithDescription("User-agent connections ended, by transport and reason (the close code's name)")); err != nil {
 		return err
 	}
 	open, err := m.Int64ObservableGauge("herald.gateway.connections.open", metric.WithUnit("{connection}"),
-		metric.WithDescription("WebSocket connections open now; the gateway autoscaling metric"))
+		metric.WithDescription("User-agent connections open now, of every transport; the gateway autoscaling metric"))
 	if err != nil {
 		return err
 	}
@@ -50,10 +61,4 @@ func (s *Server) registerMetrics() error {
 		return nil
 	}, open, draining)
 	return err
-}
-
-// closeReason is the metric attribute of a close code.
-func closeReason(code int) metric.MeasurementOption {
-	_, reason := closeStatus(code)
-	return metric.WithAttributes(attribute.String("reason", reason))
 }
