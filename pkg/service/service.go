@@ -66,9 +66,12 @@ func (p *Probe) Register(mux *http.ServeMux) {
 }
 
 // AdminServer returns the server of a service's admin port: /livez and /readyz from
-// probe, /metrics from metrics, and the profiler.
-func AdminServer(probe *Probe, metrics http.Handler) *http.Server {
-	mux := http.NewServeMux()
+// probe, /metrics from metrics, and the profiler, added to mux (which may hold the
+// service's own admin routes; nil for none).
+func AdminServer(probe *Probe, metrics http.Handler, mux *http.ServeMux) *http.Server {
+	if mux == nil {
+		mux = http.NewServeMux()
+	}
 	probe.Register(mux)
 	mux.Handle("GET /metrics", metrics)
 	RegisterProfiling(mux)

@@ -122,8 +122,11 @@ func (c *Config) Validate() error {
 	return errors.Join(c.Conn.Validate(), c.WS.Validate(), c.HTTP.Validate(), c.Postgres.Validate(), c.Redis.Validate(), c.Tokens.Validate(), c.Log.Validate())
 }
 
+// Logging returns the log settings.
+func (c *Config) Logging() *logging.Config { return &c.Log }
+
 // Run runs the gateway until ctx ends, then drains.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if cfg.ID == "" {
 		cfg.ID = defaultID()
 	}
@@ -145,14 +148,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer tel.Close(ctx, log)
-	st, err := store.Open(ctx, cfg.Postgres.URL)
+	st, err := store.OpenMigrated(ctx, cfg.Postgres.URL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
-		return err
-	}
 	rdb, err := cfg.Redis.Open(ctx)
 	if err != nil {
 		return err
@@ -214,16 +214,27 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	probe := service.NewProbe(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	// GET /drain starts the drain SIGTERM starts, and answers once the user agents
+	// are gone: a Kubernetes preStop hook calls it, so that the pod is drained before
+	// the kubelet's SIGTERM, which then only ends the process.
+	runCtx, startDrain := context.WithCancel(ctx)
+	defer startDrain()
+	drained := make(chan struct{})
 	adminMux := http.NewServeMux()
-	probe.Register(adminMux)
-	service.RegisterProfiling(adminMux)
-	adminMux.Handle("GET /metrics", tel.MetricsHandler())
-	adminSrv := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
+	adminMux.HandleFunc("GET /drain", func(w http.ResponseWriter, r *http.Request) {
+		startDrain()
+		select {
+		case <-drained:
+			_, _ = w.Write([]byte("drained\n")) // the caller may have given up waiting
+		case <-r.Context().Done():
+		}
+	})
+	adminSrv := service.AdminServer(probe, tel.MetricsHandler(), adminMux)
 
 	if err := gateways.Announce(ctx, cfg.ID, advertise, cfg.LeaseTTL); err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return service.Serve(wsSrv, wsLn) })
 	g.Go(func() error { return grpcSrv.Serve(grpcLn) })
 	g.Go(func() error { return service.Serve(adminSrv, adminLn) })
@@ -245,6 +256,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		// session hands back its lease as it ends. Routers meanwhile still reach
 		// this gateway for the connections that remain.
 		derr := conns.Drain(dctx, cfg.DrainWindow)
+		close(drained)
 		// 3. Stop intake and leave the registry.
 		_ = wsSrv.Shutdown(dctx) // the connections are gone; this closes listeners and idle requests
 		service.GracefulStop(dctx, grpcSrv)

@@ -185,7 +185,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		}
 		return nil
 	})
-	adminSrv := service.AdminServer(probe, tel.MetricsHandler())
+	adminSrv := service.AdminServer(probe, tel.MetricsHandler(), nil)
 
 	// The batcher outlives the HTTP server: it stops once no request can call it.
 	routesCtx, stopRoutes := context.WithCancel(context.WithoutCancel(ctx))

@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	probe := service.NewProbe(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
-	adminSrv := service.AdminServer(probe, tel.MetricsHandler())
+	adminSrv := service.AdminServer(probe, tel.MetricsHandler(), nil)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return grpcSrv.Serve(grpcLn) })
