@@ -71,7 +71,7 @@ func TestSDK(t *testing.T) {
 		send(t, sub, "hello, page", 60)
 		page.expect(t, "ws", "hello, page", "websocket")
 
-		keys := nodeSafeVAPIDKeys(t)
+		keys := newNodeVAPIDKeys(t)
 		text := "from web-push, aes128gcm ✓"
 		if res, code := nodeSend(t, webpushDir, string(r.Subscription), text, &keys, "--content-encoding", "aes128gcm"); code != 0 || res.StatusCode != 201 {
 			t.Fatalf("web-push: exit %d, status %d, body %q", code, res.StatusCode, res.Body)
@@ -118,7 +118,7 @@ func TestSDK(t *testing.T) {
 		sub := r.sub(t)
 		send(t, sub, "over long-polling", 60)
 		page.expect(t, "poll", "over long-polling", "longpoll")
-		keys := nodeSafeVAPIDKeys(t)
+		keys := newNodeVAPIDKeys(t)
 		if res, code := nodeSend(t, webpushDir, string(r.Subscription), "web-push, polled", &keys); code != 0 || res.StatusCode != 201 {
 			t.Fatalf("web-push: exit %d, status %d, body %q", code, res.StatusCode, res.Body)
 		}
@@ -180,19 +180,6 @@ func newSwitchProxy(t testing.TB, target string) *switchProxy {
 	p.Server = httptest.NewServer(rp)
 	t.Cleanup(p.Close)
 	return p
-}
-
-// nodeSafeVAPIDKeys returns VAPID keys that send.mjs takes as arguments: Node's
-// parseArgs refuses an option value that starts with '-', as a base64url key does
-// one time in 64.
-func nodeSafeVAPIDKeys(t testing.TB) nodeVAPIDKeys {
-	t.Helper()
-	for {
-		k := newNodeVAPIDKeys(t)
-		if !strings.HasPrefix(k.public, "-") && !strings.HasPrefix(k.private, "-") {
-			return k
-		}
-	}
 }
 
 // browserProject returns the npm project that drives Chromium, installing its

@@ -202,9 +202,11 @@ func nodeSend(t testing.TB, dir, sub, text string, keys *nodeVAPIDKeys, extra ..
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	args := []string{"send.mjs", "--subscription", sub, "--text", text, "--ttl", "60", "--subject", "mailto:interop@example.com"}
+	// --name=value: a base64url value may start with "-", which parseArgs would
+	// take for an option.
+	args := []string{"send.mjs", "--subscription=" + sub, "--text=" + text, "--ttl=60", "--subject=mailto:interop@example.com"}
 	if keys != nil {
-		args = append(args, "--vapid-public-key", keys.public, "--vapid-private-key", keys.private)
+		args = append(args, "--vapid-public-key="+keys.public, "--vapid-private-key="+keys.private)
 	}
 	args = append(args, extra...)
 	cmd := exec.CommandContext(ctx, "node", args...)
