@@ -44,11 +44,16 @@ func newAgent(t testing.TB, url string) *agent {
 	if err != nil || reg.Status != 200 {
 		t.Fatalf("register: %+v, %v", reg, err)
 	}
-	a.sub = sender.Subscription{Endpoint: reg.PushEndpoint, Keys: sender.Keys{
+	a.sub = subscription(reg.PushEndpoint, priv, auth)
+	return a
+}
+
+// subscription is what a browser hands an application server for endpoint and keys.
+func subscription(endpoint string, priv *ecdh.PrivateKey, auth []byte) sender.Subscription {
+	return sender.Subscription{Endpoint: endpoint, Keys: sender.Keys{
 		P256dh: base64.RawURLEncoding.EncodeToString(priv.PublicKey().Bytes()),
 		Auth:   base64.RawURLEncoding.EncodeToString(auth),
 	}}
-	return a
 }
 
 // connect (re)connects and says hello with the agent's uaid, if it has one.

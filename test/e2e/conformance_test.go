@@ -27,12 +27,10 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-push/herald/pkg/ece"
 	"github.com/herald-push/herald/pkg/ids"
 	"github.com/herald-push/herald/pkg/queue"
-	"github.com/herald-push/herald/pkg/rkey"
 	"github.com/herald-push/herald/pkg/sender"
 	"github.com/herald-push/herald/pkg/vapid"
 	"github.com/herald-push/herald/test/internal/cluster"
@@ -137,10 +135,7 @@ func newAgentForKey(t testing.TB, url, appServerKey string) *agent {
 	if err != nil || reg.Status != 200 {
 		t.Fatalf("register with key %q: %+v, %v", appServerKey, reg, err)
 	}
-	a.sub = sender.Subscription{Endpoint: reg.PushEndpoint, Keys: sender.Keys{
-		P256dh: base64.RawURLEncoding.EncodeToString(priv.PublicKey().Bytes()),
-		Auth:   base64.RawURLEncoding.EncodeToString(auth),
-	}}
+	a.sub = subscription(reg.PushEndpoint, priv, auth)
 	return a
 }
 
@@ -210,22 +205,7 @@ func queueEntries(t testing.TB, c *cluster.Cluster, uaid string) []queue.Entry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rdb redis.UniversalClient
-	if c.RedisCluster {
-		opt, err := redis.ParseClusterURL(c.RedisURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rdb = redis.NewClusterClient(opt)
-	} else {
-		opt, err := redis.ParseURL(c.RedisURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rdb = redis.NewClient(opt)
-	}
-	defer rdb.Close()
-	entries, err := queue.New(rdb, rkey.New(c.RedisPrefix), 100).Range(ctxT(t), u, "", 100, time.Now())
+	entries, err := c.Queue(t).Range(ctxT(t), u, "", 100, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -471,10 +471,7 @@ func TestSlowConsumer(t *testing.T) {
 	if reg.Status != 200 {
 		t.Fatalf("register: %+v", reg)
 	}
-	sub := sender.Subscription{Endpoint: reg.PushEndpoint, Keys: sender.Keys{
-		P256dh: base64.RawURLEncoding.EncodeToString(priv.PublicKey().Bytes()),
-		Auth:   base64.RawURLEncoding.EncodeToString(auth),
-	}}
+	sub := subscription(reg.PushEndpoint, priv, auth)
 	// Send until the gateway gives up on the reader, which never reads again.
 	text := strings.Repeat("x", 3000)
 	sent := 0

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -186,30 +184,7 @@ func newSwitchProxy(t testing.TB, target string) *switchProxy {
 // locked dependencies first if they are missing.
 func browserProject(t testing.TB) string {
 	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is not on PATH: the SDK test drives Chromium with the npm package playwright-core and needs Node.js 20 or later with npm (Debian: apt-get install nodejs npm)", tool)
-		}
-	}
-	dir, err := filepath.Abs("../browser")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = os.Stat(filepath.Join(dir, "node_modules", "playwright-core", "package.json"))
-	if err == nil {
-		return dir
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-	}
-	return dir
+	return npmProject(t, "../browser", "playwright-core", "the SDK test drives Chromium with the npm package playwright-core")
 }
 
 // sdkReport is what the test page posts to /report.

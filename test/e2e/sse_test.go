@@ -48,10 +48,7 @@ func newHTTPAgent(t testing.TB, base string) *httpAgent {
 	if err != nil || reg.Status != 200 {
 		t.Fatalf("register: %+v, %v", reg, err)
 	}
-	a.sub = sender.Subscription{Endpoint: reg.PushEndpoint, Keys: sender.Keys{
-		P256dh: base64.RawURLEncoding.EncodeToString(priv.PublicKey().Bytes()),
-		Auth:   base64.RawURLEncoding.EncodeToString(auth),
-	}}
+	a.sub = subscription(reg.PushEndpoint, priv, auth)
 	return a
 }
 

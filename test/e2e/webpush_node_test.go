@@ -18,7 +18,6 @@ import (
 	"github.com/herald-push/herald/pkg/ids"
 	"github.com/herald-push/herald/pkg/mozproto"
 	"github.com/herald-push/herald/pkg/pushclient"
-	"github.com/herald-push/herald/pkg/sender"
 	"github.com/herald-push/herald/pkg/vapid"
 	"github.com/herald-push/herald/test/internal/cluster"
 )
@@ -109,20 +108,28 @@ func TestWebPushNodeLibrary(t *testing.T) {
 	}
 }
 
-// webpushNodeProject returns the absolute path of the npm project, installing its
-// locked dependencies first if they are missing.
+// webpushNodeProject returns the absolute path of the npm project that sends with
+// the web-push library, installing its locked dependencies first if they are missing.
 func webpushNodeProject(t testing.TB) string {
+	t.Helper()
+	return npmProject(t, webpushNodeDir, "web-push", "this test sends with the npm web-push library")
+}
+
+// npmProject returns the absolute path of the npm project in dir, running npm ci
+// there first when node_modules lacks pkg. It fails the test, with why it needs
+// Node.js, when node or npm is missing.
+func npmProject(t testing.TB, dir, pkg, why string) string {
 	t.Helper()
 	for _, tool := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is not on PATH: this test sends with the npm web-push library and needs Node.js 18 or later with npm (Debian: apt-get install nodejs npm)", tool)
+			t.Fatalf("%s is not on PATH: %s and needs Node.js 20 or later with npm (Debian: apt-get install nodejs npm)", tool, why)
 		}
 	}
-	dir, err := filepath.Abs(webpushNodeDir)
+	dir, err := filepath.Abs(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = os.Stat(filepath.Join(dir, "node_modules", "web-push", "package.json"))
+	_, err = os.Stat(filepath.Join(dir, "node_modules", pkg, "package.json"))
 	if err == nil {
 		return dir
 	}
@@ -178,10 +185,7 @@ func nodeSubscribe(ctx context.Context, t testing.TB, cl *pushclient.Client, app
 	if err != nil || reg.Status != 200 {
 		t.Fatalf("register (key %q): %+v, %v", appKey, reg, err)
 	}
-	b, err := json.Marshal(sender.Subscription{Endpoint: reg.PushEndpoint, Keys: sender.Keys{
-		P256dh: base64.RawURLEncoding.EncodeToString(priv.PublicKey().Bytes()),
-		Auth:   base64.RawURLEncoding.EncodeToString(auth),
-	}})
+	b, err := json.Marshal(subscription(reg.PushEndpoint, priv, auth))
 	if err != nil {
 		t.Fatal(err)
 	}

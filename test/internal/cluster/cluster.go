@@ -160,13 +160,10 @@ func cleanEnv() []string {
 	return env
 }
 
-// QueueLen returns how many messages wait in Redis for user agent uaid.
-func (c *Cluster) QueueLen(t testing.TB, uaid string) int64 {
+// Queue returns the message queues the services use, on a client closed in
+// t.Cleanup, for tests to look into.
+func (c *Cluster) Queue(t testing.TB) *queue.Queue {
 	t.Helper()
-	u, err := ids.ParseUAID(uaid)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rdb redis.UniversalClient
 	if c.RedisCluster {
 		opt, err := redis.ParseClusterURL(c.RedisURL)
@@ -181,8 +178,18 @@ func (c *Cluster) QueueLen(t testing.TB, uaid string) int64 {
 		}
 		rdb = redis.NewClient(opt)
 	}
-	defer rdb.Close()
-	n, err := queue.New(rdb, rkey.New(c.RedisPrefix), 1).Len(context.Background(), u)
+	t.Cleanup(func() { _ = rdb.Close() }) // nothing to flush
+	return queue.New(rdb, rkey.New(c.RedisPrefix), 1)
+}
+
+// QueueLen returns how many messages wait in Redis for user agent uaid.
+func (c *Cluster) QueueLen(t testing.TB, uaid string) int64 {
+	t.Helper()
+	u, err := ids.ParseUAID(uaid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.Queue(t).Len(context.Background(), u)
 	if err != nil {
 		t.Fatal(err)
 	}
