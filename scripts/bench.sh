@@ -4,6 +4,7 @@
 #
 #   scripts/bench.sh -conns 1000 -rate 5000 -duration 20s
 #   GATEWAYS=3 scripts/bench.sh -conns 10000 -rate 0        # idle memory per connection
+#   GATEWAYS=1 scripts/bench.sh -conns 19000 -rate 0 -procs 2 # past 20,000 open files: two load-tool processes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

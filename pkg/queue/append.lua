@@ -1,8 +1,21 @@
--- Append a message to a user agent's queue.
--- KEYS[1] the queue stream, KEYS[2] the topic hash (same hash tag).
+-- Append a message to a user agent's queue, unless its subscription changed.
+-- KEYS[1] the queue stream, KEYS[2] the topic hash, KEYS[3] the hash of recent
+-- subscription changes (all with the same hash tag).
 -- ARGV[1] key lifetime in ms (the message's TTL), ARGV[2] maximum queue length,
--- ARGV[3] topic field ("" for none), ARGV[4..] the entry's field/value pairs.
--- Returns the new entry id, or false when the queue is full.
+-- ARGV[3] topic field ("" for none), ARGV[4] the channel id, ARGV[5] the change
+-- record the sender was checked against ('k' .. application server key),
+-- ARGV[6..] the entry's field/value pairs.
+-- Returns the new entry id; false when the queue is full; 0 when the channel was
+-- unregistered; 1 when it was registered again with another key.
+local change = redis.call('HGET', KEYS[3], ARGV[4])
+if change then
+  if change == 'x' then
+    return 0
+  end
+  if change ~= ARGV[5] then
+    return 1
+  end
+end
 local replaced = false
 if ARGV[3] ~= '' then
   local old = redis.call('HGET', KEYS[2], ARGV[3])
@@ -13,7 +26,7 @@ end
 if not replaced and redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[2]) then
   return false
 end
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 6))
 local life = tonumber(ARGV[1])
 -- The key lives as long as its longest-lived message; PTTL is -1 for a new key.
 if redis.call('PTTL', KEYS[1]) < life then

@@ -25,6 +25,15 @@ import (
 // ErrFull is returned by Append when the user agent's queue holds its maximum.
 var ErrFull = errors.New("queue full")
 
+// ErrGone is returned by Append and CheckCmd when the message's channel was
+// unregistered lately (see Unsubscribed).
+var ErrGone = errors.New("subscription gone")
+
+// ErrKeyChanged is returned by Append and CheckCmd when the message's channel was
+// registered again lately, with another application server key than the one the
+// sender was checked against (see Subscribed).
+var ErrKeyChanged = errors.New("subscription key changed")
+
 //go:embed append.lua
 var appendLua string
 
@@ -52,6 +61,10 @@ type Entry struct {
 	// TraceParent is the W3C traceparent of the request that sent the message, so
 	// that its delivery, however late, joins the same trace.
 	TraceParent string
+	// AppServerKey is the application server key of the subscription the sender
+	// was authorized against (nil: unrestricted). Not stored: Append compares it
+	// with the channel's recent changes.
+	AppServerKey []byte
 }
 
 // Expires returns when the message's TTL runs out.
@@ -82,7 +95,9 @@ const (
 )
 
 // Append stores e in its user agent's queue and returns its entry id. A waiting message
-// of the same channel with the same Topic is replaced (RFC 8030 §5.4).
+// of the same channel with the same Topic is replaced (RFC 8030 §5.4). It stores
+// nothing and returns ErrGone or ErrKeyChanged when the channel's recent changes
+// say e's sender was checked against a subscription that no longer holds.
 func (q *Queue) Append(ctx context.Context, u ids.UAID, e Entry) (string, error) {
 	keys, args, err := q.appendArgs(u, e)
 	if err != nil {
@@ -124,14 +139,24 @@ func (c *AppendCmd) Result() (string, error) {
 }
 
 func appendResult(cmd *redis.Cmd) (string, error) {
-	id, err := cmd.Text()
+	v, err := cmd.Result()
 	if errors.Is(err, redis.Nil) {
 		return "", ErrFull
 	}
 	if err != nil {
 		return "", fmt.Errorf("queue append: %w", err)
 	}
-	return id, nil
+	// The script's results: see append.lua.
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case int64:
+		if v == 0 {
+			return "", ErrGone
+		}
+		return "", ErrKeyChanged
+	}
+	return "", fmt.Errorf("queue append: unexpected result %T", v)
 }
 
 func (q *Queue) appendArgs(u ids.UAID, e Entry) ([]string, []any, error) {
@@ -142,8 +167,8 @@ func (q *Queue) appendArgs(u ids.UAID, e Entry) ([]string, []any, error) {
 	if e.Topic != "" {
 		topicField = e.ChannelID.String() + ":" + e.Topic
 	}
-	args := make([]any, 0, 16+2*len(e.Headers))
-	args = append(args, e.TTL.Milliseconds(), q.maxLen, topicField,
+	args := make([]any, 0, 18+2*len(e.Headers))
+	args = append(args, e.TTL.Milliseconds(), q.maxLen, topicField, e.ChannelID.String(), changeRecord(e.AppServerKey),
 		fChannel, e.ChannelID.String(),
 		fData, e.Data,
 		fTTL, int64(e.TTL/time.Second),
@@ -159,7 +184,7 @@ func (q *Queue) appendArgs(u ids.UAID, e Entry) ([]string, []any, error) {
 	for k, v := range e.Headers {
 		args = append(args, fHeader+k, v)
 	}
-	return []string{q.keys.Queue(u), q.keys.Topics(u)}, args, nil
+	return []string{q.keys.Queue(u), q.keys.Topics(u), q.keys.Changes(u)}, args, nil
 }
 
 // Range returns up to count waiting messages after entry id after ("" for the start),

@@ -25,6 +25,11 @@ func (k Keys) Queue(u ids.UAID) string { return k.prefix + "q:{" + u.String() + 
 // Topics is the hash of a user agent's waiting messages by channel and Topic.
 func (k Keys) Topics(u ids.UAID) string { return k.prefix + "t:{" + u.String() + "}" }
 
+// Changes is the hash of a user agent's recent subscription changes, by channel
+// id: a tombstone for a channel just unregistered, or the application server key
+// of one just registered. The router reads it where it stores or delivers a message.
+func (k Keys) Changes(u ids.UAID) string { return k.prefix + "sc:{" + u.String() + "}" }
+
 // Owner is the hash recording which gateway holds the user agent's connection.
 func (k Keys) Owner(u ids.UAID) string { return k.prefix + "o:{" + u.String() + "}" }
 

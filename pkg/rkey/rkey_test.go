@@ -23,7 +23,7 @@ func hashTag(key string) string {
 func TestPerUserAgentKeysShareASlot(t *testing.T) {
 	u := ids.NewUAID()
 	k := New("herald:")
-	for _, key := range []string{k.Queue(u), k.Topics(u), k.Owner(u), k.RateSubscription(u, ids.NewChannelID())} {
+	for _, key := range []string{k.Queue(u), k.Topics(u), k.Owner(u), k.Changes(u), k.RateSubscription(u, ids.NewChannelID())} {
 		if got := hashTag(key); got != u.String() {
 			t.Errorf("key %q hashes on %q, want the uaid %s", key, got, u)
 		}
@@ -31,7 +31,7 @@ func TestPerUserAgentKeysShareASlot(t *testing.T) {
 			t.Errorf("key %q lacks the prefix", key)
 		}
 	}
-	if k.Queue(u) == k.Owner(u) || k.Queue(u) == k.Topics(u) {
+	if k.Queue(u) == k.Owner(u) || k.Queue(u) == k.Topics(u) || k.Changes(u) == k.Topics(u) || k.Changes(u) == k.Queue(u) {
 		t.Error("per-user-agent keys collide")
 	}
 }

@@ -219,8 +219,13 @@ func (x *Message) GetTrace() map[string]string {
 }
 
 type RouteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Message       *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Message *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	// app_server_key is the application server key of the subscription that ingest
+	// authorized the message against (empty for an unrestricted subscription),
+	// possibly from a short-lived cache. The router refuses the message (Aborted)
+	// when the channel was registered again with another key since.
+	AppServerKey  []byte `protobuf:"bytes,2,opt,name=app_server_key,json=appServerKey,proto3" json:"app_server_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -258,6 +263,13 @@ func (*RouteRequest) Descriptor() ([]byte, []int) {
 func (x *RouteRequest) GetMessage() *Message {
 	if x != nil {
 		return x.Message
+	}
+	return nil
+}
+
+func (x *RouteRequest) GetAppServerKey() []byte {
+	if x != nil {
+		return x.AppServerKey
 	}
 	return nil
 }
@@ -895,9 +907,10 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"\n" +
 	"TraceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"<\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"b\n" +
 	"\fRouteRequest\x12,\n" +
-	"\amessage\x18\x01 \x01(\v2\x12.herald.v1.MessageR\amessage\"U\n" +
+	"\amessage\x18\x01 \x01(\v2\x12.herald.v1.MessageR\amessage\x12$\n" +
+	"\x0eapp_server_key\x18\x02 \x01(\fR\fappServerKey\"U\n" +
 	"\rRouteResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06stored\x18\x02 \x01(\bR\x06stored\x12\x1c\n" +

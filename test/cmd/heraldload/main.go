@@ -36,6 +36,8 @@ type config struct {
 	idle        bool
 	connectRate int
 	jsonOut     bool
+	procs       int
+	child       bool
 }
 
 func main() {
@@ -55,6 +57,8 @@ func main() {
 	fs.BoolVar(&cfg.idle, "idle", false, "connect, report gateway memory per connection, then hold until interrupted")
 	fs.IntVar(&cfg.connectRate, "connect-rate", 2000, "new connections per second while connecting")
 	fs.BoolVar(&cfg.jsonOut, "json", false, "print the report as JSON")
+	fs.IntVar(&cfg.procs, "procs", 1, "load-tool processes sharing -conns, for idle runs past one process's open-files limit (each connection is a file)")
+	fs.BoolVar(&cfg.child, "child", false, "internal: run as one of -procs children")
 	if err := flagenv.Parse(fs, os.Args[1:], nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -68,7 +72,15 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg); err != nil {
+	switch {
+	case cfg.child:
+		err = runChild(ctx, cfg)
+	case cfg.procs > 1:
+		err = runProcs(ctx, cfg, os.Args[1:])
+	default:
+		err = run(ctx, cfg)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "heraldload:", err)
 		os.Exit(1)
 	}

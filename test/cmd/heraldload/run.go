@@ -29,22 +29,22 @@ func run(ctx context.Context, cfg config) error {
 	connectTime := time.Since(start)
 	fmt.Fprintf(os.Stderr, "connected %d user agents over %d gateway(s) in %s\n", len(agents), len(cfg.gateways), connectTime.Round(time.Millisecond))
 	if cfg.rate == 0 || cfg.idle {
-		return reportIdle(ctx, cfg, agents, before, connectTime)
+		return reportIdle(ctx, cfg, len(agents), before, connectTime)
 	}
 	return runLoad(ctx, cfg, agents)
 }
 
 // reportIdle reports the resident memory each gateway gained per connection.
-func reportIdle(ctx context.Context, cfg config, agents []*agent, before map[string]procSample, connectTime time.Duration) error {
+func reportIdle(ctx context.Context, cfg config, agents int, before map[string]procSample, connectTime time.Duration) error {
 	// Let the gateways' heaps settle before reading their size.
 	select {
 	case <-time.After(5 * time.Second):
 	case <-ctx.Done():
 	}
 	after := sampleAll(cfg.pids)
-	fmt.Printf("idle: %d user agents connected and registered over %d gateway(s) in %s (%d source address(es), GOMAXPROCS %d)\n",
-		len(agents), len(cfg.gateways), connectTime.Round(time.Millisecond), len(cfg.sources), runtime.GOMAXPROCS(0))
-	perGateway := len(agents) / max(len(cfg.gateways), 1)
+	fmt.Printf("idle: %d user agents connected and registered over %d gateway(s) in %s (%d source address(es), %d load-tool process(es), GOMAXPROCS %d)\n",
+		agents, len(cfg.gateways), connectTime.Round(time.Millisecond), len(cfg.sources), max(cfg.procs, 1), runtime.GOMAXPROCS(0))
+	perGateway := agents / max(len(cfg.gateways), 1)
 	for _, name := range sortedNames(after) {
 		b, a := before[name], after[name]
 		fmt.Printf("  %-12s rss %7.1f MiB → %7.1f MiB", name, mib(b.rssBytes), mib(a.rssBytes))

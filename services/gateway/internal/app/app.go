@@ -181,6 +181,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	gateways := lease.NewRegistry(rdb, keys)
 	pool := gwpool.New(grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
 	defer pool.Close()
+	q := queue.New(rdb, keys, cfg.MaxQueueLen)
 	hub, err := session.NewHub(session.Config{
 		EndpointURL: cfg.EndpointURL,
 		GatewayID:   cfg.ID,
@@ -191,10 +192,11 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 		MinPingInterval: cfg.MinPingInterval,
 		Broadcasts:      broadcasts,
-	}, st, queue.New(rdb, keys, cfg.MaxQueueLen), leases, deliver.Evictor{Pool: pool}, tokens, log)
+	}, st, q, leases, deliver.Evictor{Pool: pool}, tokens, log)
 	if err != nil {
 		return err
 	}
+	hub.RecordChanges(q) // for ingest's subscription cache
 
 	conns, err := uaconn.NewServer(cfg.Conn, hub, log)
 	if err != nil {

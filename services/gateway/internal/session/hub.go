@@ -39,6 +39,14 @@ type Queue interface {
 	Clear(ctx context.Context, u ids.UAID) error
 }
 
+// Changes records subscription changes where the router sees them, so that a
+// subscription ingest cached (for less than queue.ChangeMemory) gets no message
+// through once it was unregistered, or registered again with another key.
+type Changes interface {
+	Subscribed(ctx context.Context, u ids.UAID, ch ids.ChannelID, key []byte) error
+	Unsubscribed(ctx context.Context, u ids.UAID, chs ...ids.ChannelID) error
+}
+
 // Leases is what sessions need of the ownership records.
 type Leases interface {
 	Claim(ctx context.Context, u ids.UAID, gateway, addr string) (uint64, lease.Owner, error)
@@ -80,6 +88,7 @@ type Hub struct {
 	queue    Queue
 	leases   Leases
 	evictor  Evictor
+	changes  Changes
 	tokens   *token.Codec
 	log      *slog.Logger
 	sessions *registry.Registry[*Session]
@@ -102,6 +111,26 @@ func NewHub(cfg Config, st Store, q Queue, l Leases, ev Evictor, tokens *token.C
 		now:      time.Now,
 		metrics:  m,
 	}, nil
+}
+
+// RecordChanges makes sessions record their subscription changes in c. Call it
+// before the first session starts. Without it nothing is recorded, which is right
+// only when ingest does not cache subscriptions (tests of other parts).
+func (h *Hub) RecordChanges(c Changes) { h.changes = c }
+
+// subscribed and unsubscribed record a change, when the hub records them.
+func (h *Hub) subscribed(ctx context.Context, u ids.UAID, ch ids.ChannelID, key []byte) error {
+	if h.changes == nil {
+		return nil
+	}
+	return h.changes.Subscribed(ctx, u, ch, key)
+}
+
+func (h *Hub) unsubscribed(ctx context.Context, u ids.UAID, chs ...ids.ChannelID) error {
+	if h.changes == nil {
+		return nil
+	}
+	return h.changes.Unsubscribed(ctx, u, chs...)
 }
 
 // Len returns the number of identified sessions.

@@ -196,6 +196,13 @@ func (s *Session) Register(ctx context.Context, m mozproto.ClientMessage) (mozpr
 		}
 		s.stored = true
 	}
+	// Recorded before Postgres: a message checked against a subscription that
+	// ingest cached before an unregister (and the old key) is refused by the router
+	// from here on, whether or not the insert below succeeds. This also clears the
+	// unregister's tombstone.
+	if err := s.hub.subscribed(ctx, s.uaid, ch, key); err != nil {
+		return reply, fmt.Errorf("register: %w", err)
+	}
 	if err := s.hub.store.Subscribe(ctx, store.Subscription{UAID: s.uaid, ChannelID: ch, AppServerKey: key}); err != nil {
 		return reply, fmt.Errorf("register: %w", err)
 	}
@@ -205,8 +212,9 @@ func (s *Session) Register(ctx context.Context, m mozproto.ClientMessage) (mozpr
 	return reply, nil
 }
 
-// Unregister removes a channel; its endpoint then answers 410 Gone and its waiting
-// messages are dropped. Statuses: 200, also for a channel that was not registered
+// Unregister removes a channel; its endpoint then answers 410 Gone (ingest's cached
+// subscriptions included: see Changes) and its waiting messages are
+// dropped. Statuses: 200, also for a channel that was not registered
 // (what the user agent wants holds); 400 for a channel id that is not a UUID.
 func (s *Session) Unregister(ctx context.Context, m mozproto.ClientMessage) (mozproto.UnregisterReply, error) {
 	reply := mozproto.UnregisterReply{Type: mozproto.TypeUnregister, ChannelID: m.ChannelID}
@@ -217,6 +225,12 @@ func (s *Session) Unregister(ctx context.Context, m mozproto.ClientMessage) (moz
 	}
 	if s.stored {
 		if err := s.hub.store.Unsubscribe(ctx, s.uaid, ch); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return reply, fmt.Errorf("unregister: %w", err)
+		}
+		// After the delete, so that ingest cannot cache the subscription again
+		// past the tombstone's life, and before the reply: from the reply on,
+		// ingest's cached copy no longer gets a message through (docs/api.md).
+		if err := s.hub.unsubscribed(ctx, s.uaid, ch); err != nil {
 			return reply, fmt.Errorf("unregister: %w", err)
 		}
 	}

@@ -63,10 +63,37 @@ func (f *fakeStore) Unsubscribe(_ context.Context, u ids.UAID, ch ids.ChannelID)
 	return nil
 }
 
-// fakeQueue keeps each user agent's messages in order.
+// fakeQueue keeps each user agent's messages in order, and the subscription
+// changes recorded: "x" for a tombstone, else "k" and the key. A tombstone written
+// while the store still held the subscription is recorded as "early".
 type fakeQueue struct {
 	seq     uint64
 	entries map[ids.UAID][]queue.Entry
+	store   *fakeStore
+	changes map[ids.UAID]map[ids.ChannelID]string
+}
+
+func (q *fakeQueue) Subscribed(_ context.Context, u ids.UAID, ch ids.ChannelID, key []byte) error {
+	q.change(u, ch, "k"+string(key))
+	return nil
+}
+
+func (q *fakeQueue) Unsubscribed(_ context.Context, u ids.UAID, chs ...ids.ChannelID) error {
+	for _, ch := range chs {
+		if _, held := q.store.uas[u][ch]; held {
+			q.change(u, ch, "early")
+			continue
+		}
+		q.change(u, ch, "x")
+	}
+	return nil
+}
+
+func (q *fakeQueue) change(u ids.UAID, ch ids.ChannelID, v string) {
+	if q.changes[u] == nil {
+		q.changes[u] = map[ids.ChannelID]string{}
+	}
+	q.changes[u][ch] = v
 }
 
 func (q *fakeQueue) add(u ids.UAID, ch ids.ChannelID, urgency heraldv1.Urgency) string {
@@ -143,9 +170,10 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
+	st := &fakeStore{uas: map[ids.UAID]map[ids.ChannelID][]byte{}}
 	w := &world{
-		store: &fakeStore{uas: map[ids.UAID]map[ids.ChannelID][]byte{}},
-		queue: &fakeQueue{entries: map[ids.UAID][]queue.Entry{}},
+		store: st,
+		queue: &fakeQueue{entries: map[ids.UAID][]queue.Entry{}, store: st, changes: map[ids.UAID]map[ids.ChannelID]string{}},
 		now:   time.Unix(1_700_000_000, 0),
 	}
 	hub, err := NewHub(Config{
@@ -156,6 +184,7 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
+	hub.RecordChanges(w.queue)
 	w.hub = hub
 	w.hub.now = func() time.Time { return w.now }
 	return w
@@ -244,6 +273,9 @@ func TestHelloReconciliation(t *testing.T) {
 		if n := len(w.queue.entries[u]); n != 0 {
 			t.Fatalf("old uaid keeps %d messages", n)
 		}
+		if got := w.queue.changes[u][mustChannel(t, ch)]; got != "x" {
+			t.Fatalf("old uaid's channel change %q, want a tombstone written after the delete", got)
+		}
 	})
 	t.Run("a uaid without subscriptions is reassigned", func(t *testing.T) {
 		_, r := w.hello(t, mozproto.ClientMessage{UAID: uaid})
@@ -313,6 +345,42 @@ func TestRegisterStatuses(t *testing.T) {
 	un, err = s.Unregister(context.Background(), mozproto.ClientMessage{ChannelID: ids.NewChannelID().String()})
 	if err != nil || un.Status != 200 {
 		t.Fatalf("unregister an unknown channel: %+v %v", un, err)
+	}
+}
+
+// TestSubscriptionChanges checks what the router learns of registers and
+// unregisters, for ingest's cached subscriptions.
+func TestSubscriptionChanges(t *testing.T) {
+	w := newWorld(t)
+	s, _ := w.hello(t, mozproto.ClientMessage{})
+	priv, _, err := ece.GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := priv.PublicKey().Bytes()
+	chs := ids.NewChannelID().String()
+	ch := mustChannel(t, chs)
+	changes := func() string { return w.queue.changes[s.UAID()][ch] }
+
+	if r := register(t, s, chs, base64.RawURLEncoding.EncodeToString(key)); r.Status != http.StatusOK {
+		t.Fatalf("register: %+v", r)
+	}
+	if got := changes(); got != "k"+string(key) {
+		t.Fatalf("after register: change %q, want the key", got)
+	}
+	un, err := s.Unregister(context.Background(), mozproto.ClientMessage{ChannelID: chs})
+	if err != nil || un.Status != http.StatusOK {
+		t.Fatalf("unregister: %+v, %v", un, err)
+	}
+	if got := changes(); got != "x" {
+		t.Fatalf("after unregister: change %q, want a tombstone written after the delete", got)
+	}
+	// The same channel again, now unrestricted: the tombstone gives way.
+	if r := register(t, s, chs, ""); r.Status != http.StatusOK {
+		t.Fatalf("register again: %+v", r)
+	}
+	if got := changes(); got != "k" {
+		t.Fatalf("after register without a key: change %q, want %q", got, "k")
 	}
 }
 

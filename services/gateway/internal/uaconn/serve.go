@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/herald-push/herald/pkg/mozproto"
+	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
 	"github.com/herald-push/herald/services/gateway/internal/session"
 )
 
@@ -49,98 +50,201 @@ type Transport interface {
 // is closed with mozproto.CloseSlowConsumer.
 var ErrSlow = errors.New("slow consumer")
 
-// serve runs the protocol over t and returns the close code to end it with.
-func (c *Conn) serve(ctx context.Context, t Transport) int {
-	cfg := c.srv.cfg
-	log := c.log
-	frames := t.Frames()
-	hello := time.NewTimer(cfg.HelloTimeout)
-	defer hello.Stop()
+// serve answers hello, then hands the connection to its loop, on goroutines of
+// its own; every path ends in end.
+func (c *Conn) serve(ctx context.Context, t Transport) {
+	sess, code := c.waitHello(ctx, t)
+	if sess == nil || code != 0 {
+		c.end(ctx, t, sess, code)
+		return
+	}
+	l := &loop{
+		c: c, ctx: ctx, t: t, sess: sess,
+		// Read once: ctx.Done may allocate, which wait must not (see wait).
+		done:   ctx.Done(),
+		frames: t.Frames(),
+		idle:   time.NewTimer(time.Hour),
+	}
+	l.armIdle()
+	go l.wait()
+}
 
+// waitHello waits for the hello frame and answers it. It returns the session, nil
+// if there is none, and the close code to end the connection with, 0 to go on.
+func (c *Conn) waitHello(ctx context.Context, t Transport) (*session.Session, int) {
+	hello := time.NewTimer(c.srv.cfg.HelloTimeout)
+	defer hello.Stop()
 	var f Frame
 	select {
-	case f = <-frames:
+	case f = <-t.Frames():
 	case <-hello.C:
-		return mozproto.CloseIdle
+		return nil, mozproto.CloseIdle
 	case <-c.goAway:
-		return mozproto.CloseGoingAway
+		return nil, mozproto.CloseGoingAway
 	case <-ctx.Done():
-		return mozproto.CloseGoingAway
+		return nil, mozproto.CloseGoingAway
 	}
 	if f.Close != 0 {
-		return f.Close
+		return nil, f.Close
 	}
+	sess, code, ok := c.hello(ctx, t, f)
+	if ok {
+		code = 0
+	}
+	return sess, code
+}
+
+// end releases the session, if any, and closes the connection with code.
+func (c *Conn) end(ctx context.Context, t Transport, sess *session.Session, code int) {
+	defer c.srv.forget(c)
+	if sess != nil {
+		// Release with a fresh context: the connection's is usually done by now.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), c.srv.cfg.OpTimeout)
+		if err := sess.Close(rctx); err != nil {
+			c.log.Warn("release lease", "err", err)
+		}
+		rcancel()
+	}
+	if code == mozproto.CloseSlowConsumer {
+		c.log.Info("closing a slow consumer")
+	}
+	c.srv.metrics.closed.Add(context.WithoutCancel(ctx), 1, c.srv.metrics.closeAttrs(c.transport, code))
+	t.Close(context.WithoutCancel(ctx), code)
+}
+
+// loop answers an identified connection's frames and delivers its messages.
+//
+// It hops goroutines: wait runs on a new goroutine each time, waits for one event,
+// handles it, and starts the next wait. A goroutine's stack grows to the deepest
+// call it made (Redis, Postgres, JSON, logging: 8 to 16 KiB) and shrinks only at
+// garbage collections, by half each time; an idle connection's waiting goroutine
+// has made no call and keeps the 2 KiB it started with. Stacks were most of a
+// gateway's memory per idle connection. The cost is a goroutine start (about a
+// microsecond) per event. The Server's WaitGroup, held from Open to end, is what
+// owns this chain of goroutines: exactly one of them runs at a time.
+type loop struct {
+	c    *Conn
+	ctx  context.Context
+	t    Transport
+	sess *session.Session
+
+	done   <-chan struct{}
+	frames <-chan Frame
+	// idle fires when a user agent with nothing to receive has been quiet for the
+	// backoff delay: it is told not to come back until it has something to send.
+	idle *time.Timer
+
+	// The event wait received, for the handling after it.
+	f Frame
+	m *heraldv1.Message
+}
+
+// loop events.
+const (
+	evFrame = iota
+	evMessage
+	evResync
+	evIdle
+	evKicked
+	evGoAway
+)
+
+// wait waits for one event and handles it. It must stay shallow and must not
+// allocate before its select: its stack is what an idle connection holds.
+func (l *loop) wait() {
+	var ev int
+	select {
+	case l.f = <-l.frames:
+		ev = evFrame
+	case l.m = <-l.sess.Inbox():
+		ev = evMessage
+	case <-l.sess.Resync():
+		ev = evResync
+	case <-l.idle.C:
+		ev = evIdle
+	case <-l.sess.Kicked():
+		ev = evKicked
+	case <-l.c.goAway:
+		ev = evGoAway
+	case <-l.done:
+		ev = evGoAway
+	}
+	l.handle(ev)
+}
+
+// handle handles one event, then ends the connection or starts the next wait.
+func (l *loop) handle(ev int) {
+	code, ok := 0, true
+	switch ev {
+	case evFrame:
+		f := l.f
+		l.f = Frame{} // nothing is held while waiting
+		if f.Close != 0 {
+			code, ok = f.Close, false
+			break
+		}
+		if code, ok = l.c.handle(l.ctx, l.t, l.sess, f); ok {
+			l.armIdle()
+		}
+	case evMessage:
+		m := l.m
+		l.m = nil
+		if n, taken := l.sess.Take(l.ctx, m); taken {
+			if err := l.t.Send(l.ctx, n); err != nil {
+				code, ok = sendErrorCode(err), false
+			}
+		}
+	case evResync:
+		code, ok = l.c.drain(l.ctx, l.t, l.sess)
+	case evIdle:
+		l.c.log.Debug("nothing to receive: backing off")
+		code, ok = mozproto.CloseBackoff, false
+	case evKicked:
+		code, ok = l.sess.KickReason(), false
+	case evGoAway:
+		code, ok = mozproto.CloseGoingAway, false
+	}
+	if ok {
+		go l.wait()
+		return
+	}
+	l.idle.Stop()
+	l.c.end(l.ctx, l.t, l.sess, code)
+}
+
+func (l *loop) armIdle() {
+	if after := l.c.srv.cfg.BackoffAfter; after > 0 && l.sess.Idle() {
+		l.idle.Reset(after)
+	} else {
+		l.idle.Stop()
+	}
+}
+
+// hello answers the hello frame f and sends the waiting messages. It returns the
+// session, nil if hello failed; ok is false when the connection is to end with
+// code.
+func (c *Conn) hello(ctx context.Context, t Transport, f Frame) (sess *session.Session, code int, ok bool) {
+	cfg := c.srv.cfg
+	log := c.log
 	opCtx, opCancel := context.WithTimeout(ctx, cfg.OpTimeout)
 	sess, reply, err := c.srv.hub.Hello(opCtx, f.Msg)
 	opCancel()
 	if errors.Is(err, session.ErrProtocol) {
 		log.Debug("protocol error", "err", err)
-		return mozproto.CloseProtocolError
+		return nil, mozproto.CloseProtocolError, false
 	}
 	if err != nil {
 		log.Error("hello failed", "err", err)
-		return mozproto.CloseInternal
+		return nil, mozproto.CloseInternal, false
 	}
-	log = log.With("uaid", sess.UAID().String())
-	c.log = log
-	defer func() {
-		// Release with a fresh context: the connection's is usually done by now.
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.OpTimeout)
-		defer rcancel()
-		if err := sess.Close(rctx); err != nil {
-			log.Warn("release lease", "err", err)
-		}
-	}()
+	c.log = log.With("uaid", sess.UAID().String())
 	if code, ok := c.answer(ctx, t, f, []any{reply}); !ok {
-		return code
+		return sess, code, false
 	}
 	if code, ok := c.drain(ctx, t, sess); !ok {
-		return code
+		return sess, code, false
 	}
-	// idle fires when a user agent with nothing to receive has been quiet for the
-	// backoff delay: it is told not to come back until it has something to send.
-	idle := time.NewTimer(time.Hour)
-	idle.Stop()
-	defer idle.Stop()
-	armIdle := func() {
-		if cfg.BackoffAfter > 0 && sess.Idle() {
-			idle.Reset(cfg.BackoffAfter)
-		} else {
-			idle.Stop()
-		}
-	}
-	armIdle()
-	for {
-		select {
-		case f := <-frames:
-			if f.Close != 0 {
-				return f.Close
-			}
-			if code, ok := c.handle(ctx, t, sess, f); !ok {
-				return code
-			}
-			armIdle()
-		case m := <-sess.Inbox():
-			if n, ok := sess.Take(ctx, m); ok {
-				if err := t.Send(ctx, n); err != nil {
-					return sendErrorCode(err)
-				}
-			}
-		case <-sess.Resync():
-			if code, ok := c.drain(ctx, t, sess); !ok {
-				return code
-			}
-		case <-idle.C:
-			log.Debug("nothing to receive: backing off")
-			return mozproto.CloseBackoff
-		case <-sess.Kicked():
-			return sess.KickReason()
-		case <-c.goAway:
-			return mozproto.CloseGoingAway
-		case <-ctx.Done():
-			return mozproto.CloseGoingAway
-		}
-	}
+	return sess, 0, true
 }
 
 // handle answers one frame of an identified connection.

@@ -93,16 +93,11 @@ func (s *Server) forget(c *Conn) {
 }
 
 // Serve runs the protocol over t until the connection ends, closes t with the close
-// code, and forgets the connection.
+// code, and forgets the connection. Serve returns once hello is answered: the
+// connection goes on on goroutines of its own (see loop), and Drain waits for it.
 func (c *Conn) Serve(ctx context.Context, t Transport) {
-	defer c.srv.forget(c)
 	c.srv.metrics.opened.Add(ctx, 1, c.srv.metrics.transportAttr(c.transport))
-	code := c.serve(ctx, t)
-	if code == mozproto.CloseSlowConsumer {
-		c.log.Info("closing a slow consumer")
-	}
-	c.srv.metrics.closed.Add(context.WithoutCancel(ctx), 1, c.srv.metrics.closeAttrs(c.transport, code))
-	t.Close(context.WithoutCancel(ctx), code)
+	c.serve(ctx, t)
 }
 
 func (c *Conn) sayGoAway() { c.goAwayOnce.Do(func() { close(c.goAway) }) }

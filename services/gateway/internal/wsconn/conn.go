@@ -16,8 +16,11 @@ import (
 )
 
 // conn is one WebSocket connection: the uaconn.Transport of the protocol over it.
-// A reader goroutine parses frames, a writer goroutine sends the queued ones, and a
-// pinger keeps the socket alive; the protocol runs in uaconn.
+//
+// An idle connection costs one goroutine here, the reader, besides uaconn's loop:
+// goroutine stacks are most of a gateway's memory per connection. A writer
+// goroutine runs only while frames are queued, and a ping's round trip runs on the
+// goroutine of its timer.
 type conn struct {
 	cfg Config
 	log *slog.Logger
@@ -26,27 +29,43 @@ type conn struct {
 	// frame has had its time: Firefox does not answer close frames promptly, and
 	// the library would wait for its answer.
 	netConn net.Conn
+	// ioCtx carries the request's values to the library's calls and is never
+	// cancelled: a cancellable context costs each blocked call a context.AfterFunc.
+	// Closing netConn is what ends a blocked read, write or ping.
+	ioCtx context.Context
 
 	frames chan uaconn.Frame
-	// out is the bounded queue of frames waiting for the writer goroutine.
-	out chan []byte
+	// dequeued gets a token when the writer takes a frame off a full queue.
+	dequeued chan struct{}
 	// writeFailed is closed by the writer when a write fails or times out.
 	writeFailed chan struct{}
-	// stopWriting tells the writer to drop what is queued and end.
-	stopWriting chan struct{}
-	writerDone  chan struct{}
+	// closing is closed when Close begins: goroutines stop handing the loop frames.
+	closing chan struct{}
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// mu guards the fields below, and orders starting a goroutine (wg.Add) before
+	// Close's wg.Wait.
+	mu sync.Mutex
+	// closed is set by Close: no goroutine starts after it, and the writer drops
+	// what is queued.
+	closed bool
+	// out is the bounded queue (cfg.OutboxSize) of frames waiting for the writer;
+	// nil when empty, so that an idle connection holds no queue.
+	out [][]byte
+	// writing is set while a writer goroutine runs; writerDone is closed when it
+	// ends.
+	writing    bool
+	writerDone chan struct{}
+	pinger     *time.Timer
+
+	wg sync.WaitGroup
 }
 
-// start runs the reader, the writer and the pinger until Close.
-func (c *conn) start(parent context.Context) {
-	ctx, cancel := context.WithCancel(parent)
-	c.cancel = cancel
-	c.wg.Go(func() { c.read(ctx) })
-	c.wg.Go(func() { c.ping(ctx) })
-	c.wg.Go(func() { defer close(c.writerDone); c.write(ctx) })
+// start runs the reader, and schedules the first ping.
+func (c *conn) start() {
+	c.wg.Go(c.read)
+	c.mu.Lock()
+	c.pinger = time.AfterFunc(c.cfg.PingInterval, c.ping)
+	c.mu.Unlock()
 }
 
 // Frames implements uaconn.Transport.
@@ -56,16 +75,25 @@ func (c *conn) Frames() <-chan uaconn.Frame { return c.frames }
 // consumer), sends the close frame, and drops the TCP connection once the peer
 // answered or the linger passed, whichever comes first.
 func (c *conn) Close(_ context.Context, code int) {
-	if code != mozproto.CloseSlowConsumer {
+	c.mu.Lock()
+	writing, writerDone := c.writing, c.writerDone
+	c.mu.Unlock()
+	if code != mozproto.CloseSlowConsumer && writing {
 		// Let the writer flush what is queued, for at most the linger: a notification
-		// that does not go out is sent again on the next connection.
-		close(c.out)
+		// that does not go out is sent again on the next connection. Send is not
+		// called any more, so the writer ends once the queue is empty.
+		t := time.NewTimer(c.cfg.CloseLinger)
 		select {
-		case <-c.writerDone:
-		case <-time.After(c.cfg.CloseLinger):
+		case <-writerDone:
+		case <-t.C:
 		}
+		t.Stop()
 	}
-	close(c.stopWriting)
+	c.mu.Lock()
+	c.closed = true
+	c.pinger.Stop() // a ping under way sees closed, or ends when netConn does
+	c.mu.Unlock()
+	close(c.closing)
 	status, reason := closeStatus(code)
 	linger := time.AfterFunc(c.cfg.CloseLinger, func() {
 		_ = c.netConn.Close() // unblocks Close below; the error only says it was closed
@@ -73,77 +101,107 @@ func (c *conn) Close(_ context.Context, code int) {
 	_ = c.ws.Close(status, reason) // the peer may already be gone; nothing to do
 	linger.Stop()
 	_ = c.netConn.Close() // already closed when the handshake completed
-	c.cancel()
 	c.wg.Wait()
 }
 
 // Send implements uaconn.Transport: it queues one frame for the writer. A user
-// agent whose queue stays full for the write timeout is a slow consumer.
+// agent whose queue stays full for the write timeout is a slow consumer. Only the
+// connection's loop calls Send, never concurrently with itself or Close.
 func (c *conn) Send(ctx context.Context, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	select {
-	case c.out <- b:
-		return nil
-	default:
-	}
-	t := time.NewTimer(c.cfg.WriteTimeout)
-	defer t.Stop()
-	select {
-	case c.out <- b:
-		return nil
-	case <-t.C:
-		return uaconn.ErrSlow
-	case <-c.writeFailed:
-		return uaconn.ErrSlow
-	case <-ctx.Done():
-		return ctx.Err()
+	var t *time.Timer
+	for {
+		c.mu.Lock()
+		if len(c.out) < c.cfg.OutboxSize {
+			c.out = append(c.out, b)
+			c.startWriterLocked()
+			c.mu.Unlock()
+			if t != nil {
+				t.Stop()
+			}
+			return nil
+		}
+		c.mu.Unlock()
+		// The queue is full, so a writer runs (or failed).
+		if t == nil {
+			t = time.NewTimer(c.cfg.WriteTimeout)
+			defer t.Stop()
+		}
+		select {
+		case <-c.dequeued:
+		case <-t.C:
+			return uaconn.ErrSlow
+		case <-c.writeFailed:
+			return uaconn.ErrSlow
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
-// lost tells the loop that the transport gave up on the user agent.
-func (c *conn) lost(ctx context.Context, code int) {
-	select {
-	case c.frames <- uaconn.Frame{Close: code}:
-	case <-ctx.Done():
+// startWriterLocked starts a writer goroutine unless one runs; c.mu is held. The
+// writer ends only when it finds the queue empty under c.mu, so a frame queued
+// under c.mu is sent by the running writer or by the one started here.
+func (c *conn) startWriterLocked() {
+	if c.writing || c.closed {
+		return
 	}
+	c.writing = true
+	c.writerDone = make(chan struct{})
+	done := c.writerDone
+	c.wg.Go(func() { defer close(done); c.write() })
 }
 
 // write sends queued frames, each bounded by the write timeout, until the queue is
-// closed, the connection told it to stop, or a write fails.
-func (c *conn) write(ctx context.Context) {
+// empty, the connection closes, or a write fails. After a failure writing stays
+// set: nothing more is written.
+func (c *conn) write() {
 	for {
-		var (
-			b  []byte
-			ok bool
-		)
-		select {
-		case b, ok = <-c.out:
-			if !ok {
-				return
-			}
-		case <-c.stopWriting:
-			return
-		case <-ctx.Done():
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
 			return
 		}
-		wctx, cancel := context.WithTimeout(ctx, c.cfg.WriteTimeout)
+		if len(c.out) == 0 {
+			c.out = nil // give the backing array back
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		b := c.out[0]
+		c.out[0] = nil
+		c.out = c.out[1:]
+		c.mu.Unlock()
+		select {
+		case c.dequeued <- struct{}{}:
+		default: // a token is already waiting, or nobody waits
+		}
+		wctx, cancel := context.WithTimeout(c.ioCtx, c.cfg.WriteTimeout)
 		err := c.ws.Write(wctx, websocket.MessageText, b)
 		cancel()
 		if err != nil {
 			close(c.writeFailed)
-			c.lost(ctx, mozproto.CloseSlowConsumer)
+			c.lost(mozproto.CloseSlowConsumer)
 			return
 		}
 	}
 }
 
-// read parses frames until the socket fails or ctx ends.
-func (c *conn) read(ctx context.Context) {
+// lost tells the loop that the transport gave up on the user agent.
+func (c *conn) lost(code int) {
+	select {
+	case c.frames <- uaconn.Frame{Close: code}:
+	case <-c.closing:
+	}
+}
+
+// read parses frames until the socket fails or the connection closes.
+func (c *conn) read() {
 	for {
-		typ, data, err := c.ws.Read(ctx)
+		typ, data, err := c.ws.Read(c.ioCtx)
 		var f uaconn.Frame
 		switch {
 		case err != nil:
@@ -152,13 +210,17 @@ func (c *conn) read(ctx context.Context) {
 			c.log.Debug("protocol error", "err", "binary frame")
 			f.Close = mozproto.CloseProtocolError
 		default:
-			if f.Msg, err = mozproto.Parse(data); err != nil {
-				f.Close = c.readErrorCode(err)
-			}
+			// Parsing JSON is deep: done on the reader's own stack, it would hold
+			// that stack for the connection's life (see onFreshStack).
+			onFreshStack(func() {
+				if f.Msg, err = mozproto.Parse(data); err != nil {
+					f.Close = c.readErrorCode(err)
+				}
+			})
 		}
 		select {
 		case c.frames <- f:
-		case <-ctx.Done():
+		case <-c.closing:
 			return
 		}
 		if f.Close != 0 {
@@ -167,26 +229,31 @@ func (c *conn) read(ctx context.Context) {
 	}
 }
 
-// ping sends WebSocket pings; a peer that does not answer within the ping interval
-// is dead.
-func (c *conn) ping(ctx context.Context) {
-	interval := c.cfg.PingInterval
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			pctx, pcancel := context.WithTimeout(ctx, interval)
-			err := c.ws.Ping(pctx)
-			pcancel()
-			if err != nil && ctx.Err() == nil {
-				c.log.Debug("no answer to pings")
-				c.lost(ctx, mozproto.CloseIdle)
-				return
-			}
-		}
+// ping runs on its timer's goroutine: it sends a WebSocket ping and waits for the
+// pong, which the reader receives; a peer that does not answer within the ping
+// interval is dead. The next ping is scheduled once this one is answered.
+func (c *conn) ping() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	defer c.wg.Done()
+
+	pctx, cancel := context.WithTimeout(c.ioCtx, c.cfg.PingInterval)
+	err := c.ws.Ping(pctx)
+	cancel()
+	c.mu.Lock()
+	closed := c.closed
+	if err == nil && !closed {
+		c.pinger.Reset(c.cfg.PingInterval)
+	}
+	c.mu.Unlock()
+	if err != nil && !closed {
+		c.log.Debug("no answer to pings")
+		c.lost(mozproto.CloseIdle)
 	}
 }
 

@@ -4,6 +4,7 @@ package wsconn
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -59,7 +60,8 @@ func NewServer(cfg Config, conns *uaconn.Server, log *slog.Logger) *Server {
 	return &Server{cfg: cfg, conns: conns, log: log}
 }
 
-// ServeHTTP upgrades the request and runs the connection until it ends.
+// ServeHTTP upgrades the request and runs the connection on its own goroutines;
+// it returns once the connection is set up.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	uc, ok := s.conns.Open("websocket")
 	if !ok {
@@ -79,19 +81,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(s.cfg.ReadLimit)
+	// The connection outlives the request: net/http frees its own state for the
+	// connection (buffers, request, response) once this handler returns, and the
+	// handler's goroutine with its deep stack ends. uaconn tracks the connection so
+	// that a drain waits for it.
+	ctx := context.WithoutCancel(r.Context())
 	c := &conn{
 		cfg:         s.cfg,
 		log:         s.log,
 		ws:          ws,
 		netConn:     hw.conn,
+		ioCtx:       ctx,
 		frames:      make(chan uaconn.Frame),
-		out:         make(chan []byte, s.cfg.OutboxSize),
+		dequeued:    make(chan struct{}, 1),
 		writeFailed: make(chan struct{}),
-		stopWriting: make(chan struct{}),
-		writerDone:  make(chan struct{}),
+		closing:     make(chan struct{}),
 	}
-	c.start(r.Context())
-	uc.Serve(r.Context(), c)
+	c.start()
+	go uc.Serve(ctx, c)
 }
 
 // closeStatus maps a close code to a websocket.StatusCode with a short reason.
@@ -118,10 +125,29 @@ type hijackRecorder struct {
 	conn net.Conn
 }
 
+// Sizes of the buffers the library reads and writes frames through, instead of
+// net/http's 4 KiB each, which an idle connection would hold for its lifetime.
+// User agents send small frames (hello, register, acks); a larger read or write
+// goes past the buffer straight to the socket.
+const (
+	readBufferSize  = 512
+	writeBufferSize = 1024
+)
+
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	if err == nil {
-		h.conn = c
+	if err != nil {
+		return c, brw, err
 	}
-	return c, brw, err
+	h.conn = c
+	// Keep net/http's buffers only if they hold bytes: a frame sent right behind
+	// the upgrade request, or a response not yet flushed.
+	br, bw := brw.Reader, brw.Writer
+	if br.Buffered() == 0 {
+		br = bufio.NewReaderSize(c, readBufferSize)
+	}
+	if bw.Buffered() == 0 {
+		bw = bufio.NewWriterSize(c, writeBufferSize)
+	}
+	return c, bufio.NewReadWriter(br, bw), nil
 }

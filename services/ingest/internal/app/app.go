@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/herald-push/herald/pkg/logging"
+	"github.com/herald-push/herald/pkg/queue"
 	"github.com/herald-push/herald/pkg/redisconn"
 	"github.com/herald-push/herald/pkg/service"
 	"github.com/herald-push/herald/pkg/store"
@@ -27,6 +28,7 @@ import (
 	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
 	"github.com/herald-push/herald/services/ingest/internal/ratelimit"
 	"github.com/herald-push/herald/services/ingest/internal/routerbatch"
+	"github.com/herald-push/herald/services/ingest/internal/subcache"
 	"github.com/herald-push/herald/services/ingest/internal/webpush"
 )
 
@@ -106,6 +108,22 @@ func (c *Config) Validate() error {
 	return errors.Join(append(errs, c.HTTP.Validate(), c.Postgres.Validate(), c.Redis.Validate(), c.Tokens.Validate(), c.Log.Validate())...)
 }
 
+// Subscription cache (package subcache): at most subCacheSize subscriptions, each
+// for at most maxSubCacheTTL.
+const (
+	subCacheSize   = 100000
+	maxSubCacheTTL = 4 * time.Second
+)
+
+// subCacheTTL is how long a subscription read from Postgres is reused. A message
+// checked against a cached subscription reaches the router within request-timeout,
+// and the router must still see the changes the cache missed (queue.ChangeMemory):
+// a longer request-timeout shortens the cache, down to none.
+func (c *Config) subCacheTTL() time.Duration {
+	const margin = time.Second
+	return max(0, min(maxSubCacheTTL, queue.ChangeMemory-c.Timeout-margin))
+}
+
 // Logging returns the log settings.
 func (c *Config) Logging() *logging.Config { return &c.Log }
 
@@ -117,7 +135,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	log.Info("starting", "listen", cfg.Listen, "admin_listen", cfg.AdminListen, "router", cfg.RouterAddr,
 		"postgres", cfg.Postgres.Redacted(), "redis", cfg.Redis.Redacted(), "max_ttl", cfg.MaxTTL, "max_body", cfg.MaxBody,
 		"tls", cfg.HTTP.TLS(), "rate_limit_subscription", cfg.RateLimit.Subscription.String(),
-		"rate_limit_vapid_key", cfg.RateLimit.VAPIDKey.String())
+		"rate_limit_vapid_key", cfg.RateLimit.VAPIDKey.String(), "subscription_cache_ttl", cfg.subCacheTTL())
 	tokens, err := cfg.Tokens.Codec()
 	if err != nil {
 		return err
@@ -169,7 +187,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		MaxBody:   cfg.MaxBody,
 		Timeout:   cfg.Timeout,
 		MoreInfo:  cfg.ErrorsURL,
-	}, tokens, st, routes,
+	}, tokens, subcache.New(st, cfg.subCacheTTL(), subCacheSize), routes,
 		vapid.NewVerifier(cfg.VAPIDCache, vapid.VerifierOptions{Leeway: time.Minute}),
 		ratelimit.New(rdb, cfg.Redis.Keys(), cfg.RateLimit), log)
 	srv, err := cfg.HTTP.newServer(webpush.Instrument(api))

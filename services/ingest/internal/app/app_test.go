@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herald-push/herald/pkg/flagenv"
+	"github.com/herald-push/herald/pkg/queue"
 	"github.com/herald-push/herald/pkg/token"
 )
 
@@ -97,5 +99,22 @@ func TestNewServerTLSFiles(t *testing.T) {
 	}
 	if !srv.Protocols.HTTP1() || !srv.Protocols.UnencryptedHTTP2() || srv.Protocols.HTTP2() {
 		t.Fatalf("cleartext protocols %v", srv.Protocols)
+	}
+}
+
+func TestSubscriptionCacheShorterThanChangeMemory(t *testing.T) {
+	for _, tc := range []struct {
+		timeout, want time.Duration
+	}{
+		{5 * time.Second, 4 * time.Second},
+		{time.Second, 4 * time.Second},
+		{7 * time.Second, 2 * time.Second},
+		{30 * time.Second, 0},
+	} {
+		cfg := Config{Timeout: tc.timeout}
+		got := cfg.subCacheTTL()
+		if got != tc.want || (got > 0 && got+tc.timeout >= queue.ChangeMemory) {
+			t.Errorf("request-timeout %v: cache TTL %v, want %v", tc.timeout, got, tc.want)
+		}
 	}
 }

@@ -33,9 +33,12 @@ type Router interface {
 	DeleteMessage(ctx context.Context, in *heraldv1.DeleteMessageRequest, opts ...grpc.CallOption) (*heraldv1.DeleteMessageResponse, error)
 }
 
-// Subscriptions finds a push endpoint's subscription.
+// Subscriptions finds a push endpoint's subscription, possibly in a cache that
+// the router may find stale (see package subcache); Forget drops what the router
+// found stale.
 type Subscriptions interface {
 	Subscription(ctx context.Context, u ids.UAID, ch ids.ChannelID) (store.Subscription, error)
+	Forget(u ids.UAID, ch ids.ChannelID)
 }
 
 // Limiter counts accepted messages against the rate limits. Subscription and
@@ -150,27 +153,7 @@ func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
 	defer cancel()
-	sub, err := h.subs.Subscription(ctx, u, ch)
-	if errors.Is(err, store.ErrNotFound) {
-		h.fail(w, apierr.New(http.StatusGone, apierr.ErrnoGone, "subscription is gone"))
-		return
-	}
-	if err != nil {
-		h.log.Error("look up subscription", "uaid", u.String(), "err", err)
-		h.fail(w, apierr.Unavailable("subscription store unavailable"))
-		return
-	}
-	appKey, aerr := h.authorize(r, sub)
-	if aerr != nil {
-		h.fail(w, aerr)
-		return
-	}
-	refund, aerr := h.limit(ctx, u, ch, appKey)
-	if aerr != nil {
-		h.fail(w, aerr)
-		return
-	}
-	resp, err := h.router.Route(ctx, &heraldv1.RouteRequest{Message: &heraldv1.Message{
+	msg := &heraldv1.Message{
 		Uaid:           u.String(),
 		ChannelId:      ch.String(),
 		Data:           body,
@@ -180,10 +163,19 @@ func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
 		Urgency:        urgency,
 		Topic:          topic,
 		Trace:          msgtrace.Inject(ctx),
-	}})
-	if err != nil {
-		refund()
-		h.fail(w, h.routeError(u, err))
+	}
+	resp, stale, aerr := h.send(ctx, r, u, ch, msg)
+	if stale {
+		// The cached subscription was registered again with another key: once
+		// more, against the subscription in Postgres.
+		resp, stale, aerr = h.send(ctx, r, u, ch, msg)
+	}
+	if stale {
+		// Registered again twice in these few milliseconds: let the sender retry.
+		aerr = apierr.Unavailable("subscription is changing")
+	}
+	if aerr != nil {
+		h.fail(w, aerr)
 		return
 	}
 	locationID := h.tokens.MessageID(u, ch, resp.GetId())
@@ -193,6 +185,45 @@ func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Location", h.cfg.PublicURL+"/m/"+locationID)
 	hdr.Set("TTL", strconv.FormatInt(ttl, 10))
 	w.WriteHeader(http.StatusCreated)
+}
+
+// send checks msg against its subscription and the rate limits, and routes it.
+// stale says the router refused it because the subscription it was checked
+// against, from the cache, was registered again with another key since: it may be
+// sent again, and is then checked against Postgres.
+func (h *Handler) send(ctx context.Context, r *http.Request, u ids.UAID, ch ids.ChannelID, msg *heraldv1.Message) (_ *heraldv1.RouteResponse, stale bool, _ *apierr.Error) {
+	gone := apierr.New(http.StatusGone, apierr.ErrnoGone, "subscription is gone")
+	sub, err := h.subs.Subscription(ctx, u, ch)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, gone
+	}
+	if err != nil {
+		h.log.Error("look up subscription", "uaid", u.String(), "err", err)
+		return nil, false, apierr.Unavailable("subscription store unavailable")
+	}
+	appKey, aerr := h.authorize(r, sub)
+	if aerr != nil {
+		return nil, false, aerr
+	}
+	refund, aerr := h.limit(ctx, u, ch, appKey)
+	if aerr != nil {
+		return nil, false, aerr
+	}
+	resp, err := h.router.Route(ctx, &heraldv1.RouteRequest{Message: msg, AppServerKey: sub.AppServerKey})
+	if err != nil {
+		refund()
+		switch status.Code(err) {
+		case codes.NotFound:
+			// Unregistered since the subscription was cached.
+			h.subs.Forget(u, ch)
+			return nil, false, gone
+		case codes.Aborted:
+			h.subs.Forget(u, ch)
+			return nil, true, nil
+		}
+		return nil, false, h.routeError(u, err)
+	}
+	return resp, false, nil
 }
 
 // deleteMessage removes a message that is still waiting (RFC 8030 §7.3).

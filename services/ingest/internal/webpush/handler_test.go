@@ -37,6 +37,8 @@ type fakeSubs struct {
 	sub   store.Subscription
 	err   error
 	block bool // wait for the context to end, as a hung database would
+	// forgotten counts Forget calls.
+	forgotten int
 }
 
 func (f *fakeSubs) Subscription(ctx context.Context, u ids.UAID, ch ids.ChannelID) (store.Subscription, error) {
@@ -53,19 +55,31 @@ func (f *fakeSubs) Subscription(ctx context.Context, u ids.UAID, ch ids.ChannelI
 	return f.sub, nil
 }
 
+func (f *fakeSubs) Forget(ids.UAID, ids.ChannelID) { f.forgotten++ }
+
 // fakeRouter records the messages routed.
 type fakeRouter struct {
 	mu     sync.Mutex
 	routed []*heraldv1.Message
+	keys   [][]byte // each routed message's AppServerKey
 	err    error
+	first  []error // answered, one per call, before err
+	calls  int
 }
 
 func (f *fakeRouter) Route(_ context.Context, in *heraldv1.RouteRequest, _ ...grpc.CallOption) (*heraldv1.RouteResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
+	if len(f.first) > 0 {
+		err := f.first[0]
+		f.first = f.first[1:]
+		return nil, err
+	}
 	if f.err != nil {
 		return nil, f.err
 	}
+	f.keys = append(f.keys, in.GetAppServerKey())
 	f.routed = append(f.routed, in.GetMessage())
 	return &heraldv1.RouteResponse{Id: "1700000000000-0", Stored: true}, nil
 }
@@ -229,6 +243,9 @@ func TestPushAccepted(t *testing.T) {
 	if f.limiter.keyCalls != 1 || f.limiter.subCalls != 1 || f.limiter.keyRefunds+f.limiter.subRefunds != 0 {
 		t.Fatalf("limiter asked %d times for the key, %d for the subscription, refunded %d", f.limiter.keyCalls, f.limiter.subCalls, f.limiter.keyRefunds+f.limiter.subRefunds)
 	}
+	if !bytes.Equal(f.router.keys[0], f.subs.sub.AppServerKey) {
+		t.Fatalf("routed with key %x, want the subscription's, which the router checks for changes", f.router.keys[0])
+	}
 }
 
 func TestPushAESGCMHeadersPassedThrough(t *testing.T) {
@@ -370,6 +387,8 @@ func TestPushStorageFailures(t *testing.T) {
 		{name: "subscription over its rate", setup: func(f *fixture) { f.limiter.subWait = 1500 * time.Millisecond }, status: 429, errno: 118, retry: "2", refunds: [2]int{0, 1}},
 		{name: "VAPID key over its rate", setup: func(f *fixture) { f.limiter.keyWait = 30 * time.Second }, status: 429, errno: 118, retry: "30"},
 		{name: "unregistered", setup: func(f *fixture) { f.subs.err = store.ErrNotFound }, status: 410, errno: 103},
+		{name: "unregistered since cached", setup: func(f *fixture) { f.router.err = status.Error(codes.NotFound, "gone") }, status: 410, errno: 103, refunds: [2]int{1, 1}},
+		{name: "registered again twice while sending", setup: func(f *fixture) { f.router.err = status.Error(codes.Aborted, "key changed") }, status: 503, errno: 201, retry: "10", refunds: [2]int{2, 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, false, 100)
@@ -387,6 +406,28 @@ func TestPushStorageFailures(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a cached subscription found stale is forgotten", func(t *testing.T) {
+		for _, code := range []codes.Code{codes.NotFound, codes.Aborted} {
+			f := newFixture(t, false, 100)
+			f.router.err = status.Error(code, "changed")
+			f.do(http.MethodPost, f.endpoint, map[string]string{"TTL": "60"}, nil)
+			if f.subs.forgotten == 0 {
+				t.Fatalf("%v: subscription not forgotten", code)
+			}
+		}
+	})
+	t.Run("registered again with another key: checked again, from the store", func(t *testing.T) {
+		f := newFixture(t, false, 100)
+		f.router.first = []error{status.Error(codes.Aborted, "key changed")}
+		rec := f.do(http.MethodPost, f.endpoint, map[string]string{"TTL": "60", "Authorization": f.sign(t, f.appKey)}, nil)
+		if rec.Code != http.StatusCreated || f.router.calls != 2 || f.subs.forgotten != 1 {
+			t.Fatalf("status %d after %d router calls, %d forgotten; want 201 after 2, 1", rec.Code, f.router.calls, f.subs.forgotten)
+		}
+		if f.limiter.subCalls != 2 || f.limiter.subRefunds != 1 || f.limiter.keyRefunds != 1 {
+			t.Fatalf("limiter: %d subscription calls, refunds %d + %d; want the first attempt given back",
+				f.limiter.subCalls, f.limiter.subRefunds, f.limiter.keyRefunds)
+		}
+	})
 	t.Run("a message over the key's rate spends no subscription allowance", func(t *testing.T) {
 		f := newFixture(t, false, 100)
 		f.limiter.keyWait = time.Second

@@ -20,6 +20,7 @@ var (
 	outcomeFull      = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "queue_full")))
 	outcomeFailed    = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "failed")))
 	outcomeInvalid   = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "invalid")))
+	outcomeChanged   = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "subscription_changed")))
 	deliveryAccepted = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "accepted")))
 	deliveryRefused  = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "refused")))
 	deliveryFailed   = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "failed")))
@@ -33,7 +34,7 @@ func newMetrics() (*metrics, error) {
 		err error
 	)
 	if mt.messages, err = m.Int64Counter("herald.router.messages", metric.WithUnit("{message}"),
-		metric.WithDescription("Messages routed, by outcome: stored, not_stored (TTL 0), queue_full, failed, invalid")); err != nil {
+		metric.WithDescription("Messages routed, by outcome: stored, not_stored (TTL 0), queue_full, failed, invalid, subscription_changed (unregistered or registered again with another key)")); err != nil {
 		return nil, err
 	}
 	if mt.deliveries, err = m.Int64Counter("herald.router.deliveries", metric.WithUnit("{message}"),

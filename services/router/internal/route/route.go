@@ -33,6 +33,7 @@ import (
 type Queue interface {
 	Append(ctx context.Context, u ids.UAID, e queue.Entry) (string, error)
 	AppendIn(ctx context.Context, p redis.Pipeliner, u ids.UAID, e queue.Entry) *queue.AppendCmd
+	CheckIn(ctx context.Context, p redis.Pipeliner, u ids.UAID, ch ids.ChannelID, key []byte) *queue.CheckCmd
 	Delete(ctx context.Context, u ids.UAID, entryIDs ...string) (int64, error)
 }
 
@@ -90,9 +91,12 @@ func (s *Server) RouteBatch(ctx context.Context, req *heraldv1.RouteBatchRequest
 // item is one message of a batch on its way through.
 type item struct {
 	u      ids.UAID
+	ch     ids.ChannelID
 	m      *heraldv1.Message
+	key    []byte // the application server key ingest checked the message against
 	result *heraldv1.RouteResult
 	append *queue.AppendCmd
+	check  *queue.CheckCmd
 	lookup *lease.LookupCmd
 	owner  lease.Owner
 	span   trace.Span
@@ -112,7 +116,7 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 	pipe := s.rdb.Pipeline()
 	for i, req := range reqs {
 		it := &items[i]
-		it.m = req.GetMessage()
+		it.m, it.key = req.GetMessage(), req.GetAppServerKey()
 		if it.result = s.validate(it); it.result != nil {
 			s.metrics.messages.Add(ctx, 1, outcomeInvalid)
 			continue
@@ -124,8 +128,12 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 		var sctx context.Context
 		sctx, it.span = msgtrace.Start(ctx, s.tracer, "router.route", it.m.GetTrace(), msgtrace.UAID.String(it.m.GetUaid()))
 		it.m.Trace = msgtrace.Inject(sctx)
+		// Ingest may have checked the subscription in a cache: the subscription's
+		// recent changes, read in the same round trip, say whether it still holds.
 		if it.m.GetTtlSeconds() > 0 {
-			it.append = s.queue.AppendIn(ctx, pipe, it.u, entry(it.m))
+			it.append = s.queue.AppendIn(ctx, pipe, it.u, entry(it.m, it.key))
+		} else {
+			it.check = s.queue.CheckIn(ctx, pipe, it.u, it.ch, it.key)
 		}
 		it.lookup = s.owners.LookupIn(ctx, pipe, it.u)
 	}
@@ -145,7 +153,11 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 			id, err := it.append.Result()
 			if errors.Is(err, queue.ErrNoScript) {
 				// Redis (or this cluster node) had not seen the script: Append loads it.
-				id, err = s.queue.Append(ctx, it.u, entry(it.m))
+				id, err = s.queue.Append(ctx, it.u, entry(it.m, it.key))
+			}
+			if r := s.changed(ctx, it, err); r != nil {
+				it.result = r
+				continue
 			}
 			switch {
 			case errors.Is(err, queue.ErrFull):
@@ -165,6 +177,18 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 			s.metrics.messages.Add(ctx, 1, outcomeStored)
 			it.span.AddEvent("stored", trace.WithAttributes(msgtrace.MessageID.String(id)))
 		} else {
+			err := it.check.Err()
+			if r := s.changed(ctx, it, err); r != nil {
+				it.result = r
+				continue
+			}
+			if err != nil {
+				s.log.Error("check subscription", "uaid", it.u.String(), "err", err)
+				it.result = fail(codes.Unavailable, "message store unavailable")
+				s.metrics.messages.Add(ctx, 1, outcomeFailed)
+				it.span.SetStatus(otelcodes.Error, "check failed")
+				continue
+			}
 			it.m.Id = unstoredID()
 			s.metrics.messages.Add(ctx, 1, outcomeUnstored)
 		}
@@ -196,6 +220,25 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 	return out
 }
 
+// changed returns the result for a message whose subscription changed since ingest
+// checked it (err from Append or a CheckCmd), or nil. NotFound: the channel was
+// unregistered, ingest answers 410. Aborted: it was registered again with another
+// key, ingest checks the message again against the subscription in Postgres.
+func (s *Server) changed(ctx context.Context, it *item, err error) *heraldv1.RouteResult {
+	var r *heraldv1.RouteResult
+	switch {
+	case errors.Is(err, queue.ErrGone):
+		r = fail(codes.NotFound, "the subscription is gone")
+	case errors.Is(err, queue.ErrKeyChanged):
+		r = fail(codes.Aborted, "the subscription was registered again with another key")
+	default:
+		return nil
+	}
+	s.metrics.messages.Add(ctx, 1, outcomeChanged)
+	it.span.SetStatus(otelcodes.Error, "subscription changed")
+	return r
+}
+
 func (s *Server) validate(it *item) *heraldv1.RouteResult {
 	if it.m == nil {
 		return fail(codes.InvalidArgument, "message is required")
@@ -204,7 +247,7 @@ func (s *Server) validate(it *item) *heraldv1.RouteResult {
 	if it.u, err = ids.ParseUAID(it.m.GetUaid()); err != nil {
 		return fail(codes.InvalidArgument, "bad uaid")
 	}
-	if _, err := ids.ParseChannelID(it.m.GetChannelId()); err != nil {
+	if it.ch, err = ids.ParseChannelID(it.m.GetChannelId()); err != nil {
 		return fail(codes.InvalidArgument, "bad channel id")
 	}
 	if it.m.GetTtlSeconds() < 0 {
@@ -213,7 +256,7 @@ func (s *Server) validate(it *item) *heraldv1.RouteResult {
 	return nil
 }
 
-func entry(m *heraldv1.Message) queue.Entry {
+func entry(m *heraldv1.Message, key []byte) queue.Entry {
 	ch, _ := ids.ParseChannelID(m.GetChannelId()) // checked by validate
 	return queue.Entry{
 		ChannelID: ch,
@@ -224,7 +267,8 @@ func entry(m *heraldv1.Message) queue.Entry {
 		Urgency:   int32(m.GetUrgency()),
 		Topic:     m.GetTopic(),
 		// Taken after the router's span started, so a late delivery hangs under it.
-		TraceParent: msgtrace.TraceParent(m.GetTrace()),
+		TraceParent:  msgtrace.TraceParent(m.GetTrace()),
+		AppServerKey: key,
 	}
 }
 
