@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -53,6 +54,9 @@ type Config struct {
 	InboxSize     int
 	MaxQueueLen   int64
 	DrainWindow   time.Duration
+	// GCPercent is the collector's target: a gateway's heap is mostly small
+	// per-connection objects, where the default's headroom is memory per connection.
+	GCPercent int
 	// MinPingInterval and Broadcasts are protocol settings of sessions.
 	MinPingInterval time.Duration
 	Broadcasts      string
@@ -81,6 +85,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxChannels, "max-channels", 200, "most subscriptions one user agent may hold")
 	fs.IntVar(&c.InboxSize, "inbox-size", 64, "live messages waiting to be written per connection before falling back to the queue")
 	fs.Int64Var(&c.MaxQueueLen, "max-queue-len", 1000, "most messages waiting for one user agent")
+	fs.IntVar(&c.GCPercent, "gc-percent", 50, "Go garbage collector target (GOGC): lower holds idle connections in less memory for a little more CPU")
 	fs.DurationVar(&c.DrainWindow, "drain-window", 10*time.Second, "time over which a draining gateway spreads its user agents' reconnections")
 	fs.Int64Var(&c.WS.ReadLimit, "ws-read-limit", 64<<10, "largest frame a user agent may send, in bytes")
 	fs.DurationVar(&c.Conn.HelloTimeout, "ws-hello-timeout", 10*time.Second, "time a new connection has to say hello")
@@ -129,6 +134,9 @@ func (c *Config) Logging() *logging.Config { return &c.Log }
 func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if cfg.ID == "" {
 		cfg.ID = defaultID()
+	}
+	if cfg.GCPercent > 0 {
+		debug.SetGCPercent(cfg.GCPercent)
 	}
 	log.Info("starting", "id", cfg.ID, "listen", cfg.Listen, "grpc_listen", cfg.GRPCListen, "admin_listen", cfg.AdminListen,
 		"endpoint_url", cfg.EndpointURL, "postgres", cfg.Postgres.Redacted(), "redis", cfg.Redis.Redacted(),
