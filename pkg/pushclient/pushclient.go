@@ -54,7 +54,7 @@ func DialWith(ctx context.Context, url string, hc *http.Client) (*Client, error)
 	ws.SetReadLimit(1 << 20)
 	c := &Client{
 		ws:      ws,
-		notes:   make(chan mozproto.Notification, 4096),
+		notes:   make(chan mozproto.Notification, 256),
 		replies: make(chan []byte, 16),
 		done:    make(chan struct{}),
 	}

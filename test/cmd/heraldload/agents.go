@@ -22,10 +22,12 @@ import (
 
 // agent is one connected user agent with one subscription.
 type agent struct {
-	cl   *pushclient.Client
-	priv *ecdh.PrivateKey
-	auth []byte
-	sub  sender.Subscription
+	cl        *pushclient.Client
+	priv      *ecdh.PrivateKey
+	auth      []byte
+	sub       sender.Subscription
+	uaid      string
+	channelID string
 }
 
 // connectAll connects n user agents, spread over the gateways and source addresses,
@@ -69,17 +71,19 @@ func connectOne(ctx context.Context, url string, hc *http.Client) (*agent, error
 	if err != nil {
 		return nil, err
 	}
-	if _, err := cl.Hello(ctx, "", nil); err != nil {
+	hello, err := cl.Hello(ctx, "", nil)
+	if err != nil {
 		return nil, err
 	}
-	reg, err := cl.Register(ctx, ids.NewChannelID().String(), "")
+	channelID := ids.NewChannelID().String()
+	reg, err := cl.Register(ctx, channelID, "")
 	if err != nil {
 		return nil, err
 	}
 	if reg.Status != http.StatusOK {
 		return nil, fmt.Errorf("register: status %d", reg.Status)
 	}
-	return &agent{cl: cl, priv: priv, auth: auth, sub: sender.Subscription{
+	return &agent{cl: cl, priv: priv, auth: auth, uaid: hello.UAID, channelID: channelID, sub: sender.Subscription{
 		Endpoint: reg.PushEndpoint,
 		Keys: sender.Keys{
 			P256dh: base64.RawURLEncoding.EncodeToString(priv.PublicKey().Bytes()),

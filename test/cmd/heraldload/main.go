@@ -37,6 +37,7 @@ type config struct {
 	connectRate int
 	jsonOut     bool
 	procs       int
+	stormKill   string
 	child       bool
 }
 
@@ -59,6 +60,7 @@ func main() {
 	fs.BoolVar(&cfg.jsonOut, "json", false, "print the report as JSON")
 	fs.IntVar(&cfg.procs, "procs", 1, "load-tool processes sharing -conns, for idle runs past one process's open-files limit (each connection is a file)")
 	fs.BoolVar(&cfg.child, "child", false, "internal: run as one of -procs children")
+	fs.StringVar(&cfg.stormKill, "storm-kill", "", "reconnect storm: connect every user agent to the first gateway, SIGKILL the process of this -pids name, send each user agent a message, and time their reconnection to the other gateways")
 	if err := flagenv.Parse(fs, os.Args[1:], nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

@@ -22,12 +22,22 @@ func run(ctx context.Context, cfg config) error {
 	}
 	before := sampleAll(cfg.pids)
 	start := time.Now()
-	agents, err := connectAll(ctx, cfg)
+	connectCfg := cfg
+	if cfg.stormKill != "" {
+		if len(cfg.gateways) < 2 {
+			return errors.New("-storm-kill needs at least two -gateways")
+		}
+		connectCfg.gateways = cfg.gateways[:1]
+	}
+	agents, err := connectAll(ctx, connectCfg)
 	if err != nil {
 		return err
 	}
 	connectTime := time.Since(start)
-	fmt.Fprintf(os.Stderr, "connected %d user agents over %d gateway(s) in %s\n", len(agents), len(cfg.gateways), connectTime.Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "connected %d user agents over %d gateway(s) in %s\n", len(agents), len(connectCfg.gateways), connectTime.Round(time.Millisecond))
+	if cfg.stormKill != "" {
+		return runStorm(ctx, cfg, agents)
+	}
 	if cfg.rate == 0 || cfg.idle {
 		return reportIdle(ctx, cfg, len(agents), before, connectTime)
 	}
