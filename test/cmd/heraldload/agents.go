@@ -30,6 +30,9 @@ type agent struct {
 	channelID string
 }
 
+// connectRetries counts connections that had to be tried again.
+var connectRetries atomic.Int64
+
 // connectAll connects n user agents, spread over the gateways and source addresses,
 // at most rate new connections per second.
 func connectAll(ctx context.Context, cfg config) ([]*agent, error) {
@@ -49,12 +52,20 @@ func connectAll(ctx context.Context, cfg config) ([]*agent, error) {
 			return nil, g.Wait()
 		}
 		g.Go(func() error {
-			a, err := connectOne(gctx, cfg.gateways[i%len(cfg.gateways)], clients[i%len(clients)])
-			if err != nil {
-				return fmt.Errorf("user agent %d: %w", i, err)
+			// A user agent the gateway turned away (1011: its storage was too slow)
+			// tries again after a while, as browsers do; the retries are reported.
+			for attempt := 0; ; attempt++ {
+				a, err := connectOne(gctx, cfg.gateways[i%len(cfg.gateways)], clients[i%len(clients)])
+				if err == nil {
+					agents[i] = a
+					return nil
+				}
+				if attempt == 3 || gctx.Err() != nil {
+					return fmt.Errorf("user agent %d: %w", i, err)
+				}
+				connectRetries.Add(1)
+				time.Sleep(time.Duration(attempt+1) * time.Second)
 			}
-			agents[i] = a
-			return nil
 		})
 	}
 	return agents, g.Wait()

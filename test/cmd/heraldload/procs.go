@@ -29,6 +29,9 @@ func runChild(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	if n := connectRetries.Load(); n > 0 {
+		fmt.Fprintf(os.Stderr, "heraldload: %d connections were tried again\n", n)
+	}
 	fmt.Printf("%s %d %d\n", childReady, len(agents), time.Since(start).Milliseconds())
 	eof := make(chan struct{})
 	go func() {

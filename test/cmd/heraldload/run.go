@@ -34,7 +34,8 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	connectTime := time.Since(start)
-	fmt.Fprintf(os.Stderr, "connected %d user agents over %d gateway(s) in %s\n", len(agents), len(connectCfg.gateways), connectTime.Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "connected %d user agents over %d gateway(s) in %s (%d connections tried again)\n",
+		len(agents), len(connectCfg.gateways), connectTime.Round(time.Millisecond), connectRetries.Load())
 	if cfg.stormKill != "" {
 		return runStorm(ctx, cfg, agents)
 	}
