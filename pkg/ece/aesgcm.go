@@ -1,7 +1,6 @@
 package ece
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/hkdf"
@@ -210,13 +209,9 @@ func aesgcmKeys(priv *ecdh.PrivateKey, peer *ecdh.PublicKey, authSecret, uaPubli
 	if err != nil {
 		return nil, nil, fmt.Errorf("expand nonce: %w", err)
 	}
-	block, err := aes.NewCipher(cek)
+	aead, err := newGCM(cek)
 	if err != nil {
-		return nil, nil, fmt.Errorf("aes: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, nil, fmt.Errorf("gcm: %w", err)
+		return nil, nil, err
 	}
 	return aead, nonce, nil
 }

@@ -99,13 +99,9 @@ func recordKeys(priv *ecdh.PrivateKey, peer *ecdh.PublicKey, authSecret, uaPubli
 	if err != nil {
 		return nil, nil, err
 	}
-	block, err := aes.NewCipher(cek)
+	aead, err := newGCM(cek)
 	if err != nil {
-		return nil, nil, fmt.Errorf("aes: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, nil, fmt.Errorf("gcm: %w", err)
+		return nil, nil, err
 	}
 	return aead, nonce, nil
 }
@@ -117,4 +113,17 @@ func recordNonce(dst *[nonceSize]byte, base []byte, seq uint64) {
 	for i := range 8 {
 		dst[nonceSize-1-i] ^= byte(seq >> (8 * i))
 	}
+}
+
+// newGCM returns AES-GCM under a content-encryption key (16 bytes: AES-128-GCM).
+func newGCM(cek []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(cek)
+	if err != nil {
+		return nil, fmt.Errorf("aes: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("gcm: %w", err)
+	}
+	return aead, nil
 }
