@@ -517,3 +517,31 @@ func readJSONFrame(t *testing.T, conn net.Conn, v any) {
 		t.Fatalf("frame %q: %v", body, err)
 	}
 }
+
+// TestUnansweredPingsClose checks that a user agent that stops answering the
+// gateway's WebSocket pings is closed with 4002, as a dead peer behind a NAT is.
+func TestUnansweredPingsClose(t *testing.T) {
+	c := cluster.Start(t, cluster.WithEnv("HERALD_WS_PING_INTERVAL=200ms", "HERALD_WS_CLOSE_LINGER=300ms"))
+	conn := rawWebSocket(t, c.Gateways[0].Addr("websocket"))
+	writeTextFrame(t, conn, `{"messageType":"hello","use_webpush":true}`)
+	var hello mozproto.HelloReply
+	readJSONFrame(t, conn, &hello)
+	if err := conn.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// Read the gateway's pings without answering them, until it gives up.
+	all, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("the gateway kept a peer that answers no ping: %v", err)
+	}
+	if !bytes.Contains(all, []byte{0x89}) {
+		t.Fatalf("no ping frame before the close: %q", all)
+	}
+	i := bytes.IndexByte(all, 0x88)
+	if i < 0 || len(all) < i+4 {
+		t.Fatalf("no close frame: %q", all)
+	}
+	if code := int(all[i+2])<<8 | int(all[i+3]); code != mozproto.CloseIdle {
+		t.Fatalf("close code %d, want %d", code, mozproto.CloseIdle)
+	}
+}
