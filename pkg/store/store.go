@@ -126,6 +126,14 @@ func (s *Store) Unsubscribe(ctx context.Context, u ids.UAID, ch ids.ChannelID) e
 	return nil
 }
 
+// DeleteUserAgent removes a user agent and its subscriptions.
+func (s *Store) DeleteUserAgent(ctx context.Context, u ids.UAID) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM user_agents WHERE uaid = $1`, [16]byte(u)); err != nil {
+		return fmt.Errorf("delete user agent: %w", err)
+	}
+	return nil
+}
+
 // Subscription returns one subscription, or ErrNotFound.
 func (s *Store) Subscription(ctx context.Context, u ids.UAID, ch ids.ChannelID) (Subscription, error) {
 	sub := Subscription{UAID: u, ChannelID: ch}

@@ -91,3 +91,30 @@ func TestSubscriptions(t *testing.T) {
 		t.Fatalf("foreign uaid found a subscription: %v", err)
 	}
 }
+
+func TestDeleteUserAgent(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	u, other := ids.NewUAID(), ids.NewUAID()
+	ch := ids.NewChannelID()
+	for _, x := range []ids.UAID{u, other} {
+		if err := s.CreateUserAgent(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Subscribe(ctx, Subscription{UAID: x, ChannelID: ch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteUserAgent(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Connect(ctx, u, time.Now()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted user agent still connects: %v", err)
+	}
+	if _, err := s.Subscription(ctx, u, ch); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("its subscription survived: %v", err)
+	}
+	if _, err := s.Subscription(ctx, other, ch); err != nil {
+		t.Fatalf("another user agent's subscription was removed: %v", err)
+	}
+}

@@ -126,11 +126,12 @@ func (h *Hub) identify(ctx context.Context, m mozproto.ClientMessage) (u ids.UAI
 
 // forget drops a reassigned uaid's subscriptions and waiting messages.
 func (h *Hub) forget(ctx context.Context, u ids.UAID, subs []store.Subscription) error {
+	// The user agent row goes too, and its subscriptions with it (ON DELETE CASCADE).
+	if err := h.store.DeleteUserAgent(ctx, u); err != nil {
+		return fmt.Errorf("forget uaid: %w", err)
+	}
 	chs := make([]ids.ChannelID, 0, len(subs))
 	for _, sub := range subs {
-		if err := h.store.Unsubscribe(ctx, u, sub.ChannelID); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("forget uaid: %w", err)
-		}
 		chs = append(chs, sub.ChannelID)
 	}
 	// As Unregister does, after the deletes: ingest may hold these cached.

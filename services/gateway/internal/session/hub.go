@@ -30,6 +30,7 @@ type Store interface {
 	Connect(ctx context.Context, u ids.UAID, now time.Time) ([]store.Subscription, error)
 	Subscribe(ctx context.Context, sub store.Subscription) error
 	Unsubscribe(ctx context.Context, u ids.UAID, ch ids.ChannelID) error
+	DeleteUserAgent(ctx context.Context, u ids.UAID) error
 }
 
 // Queue is what sessions need of the message queues.

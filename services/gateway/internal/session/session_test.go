@@ -55,6 +55,11 @@ func (f *fakeStore) Subscribe(_ context.Context, sub store.Subscription) error {
 	return nil
 }
 
+func (f *fakeStore) DeleteUserAgent(_ context.Context, u ids.UAID) error {
+	delete(f.uas, u)
+	return nil
+}
+
 func (f *fakeStore) Unsubscribe(_ context.Context, u ids.UAID, ch ids.ChannelID) error {
 	if _, ok := f.uas[u][ch]; !ok {
 		return store.ErrNotFound

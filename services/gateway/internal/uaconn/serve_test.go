@@ -25,6 +25,7 @@ func (fakeStore) Connect(context.Context, ids.UAID, time.Time) ([]store.Subscrip
 }
 func (fakeStore) Subscribe(context.Context, store.Subscription) error        { return nil }
 func (fakeStore) Unsubscribe(context.Context, ids.UAID, ids.ChannelID) error { return nil }
+func (fakeStore) DeleteUserAgent(context.Context, ids.UAID) error            { return nil }
 
 type fakeQueue struct{}
 
