@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 # shellcheck source=/dev/null
 eval "$(scripts/deps.sh)"
 GATEWAYS=${GATEWAYS:-1}
+# PIN=1 puts Herald, Redis and Postgres on CPU 1 and the load tool on CPU 0, so that
+# the load tool's own work (encrypting, decrypting) does not count against Herald.
+PIN=${PIN:-0}
 LOGS=${HERALD_RUN_DIR:-/tmp/herald-run}/bench
 mkdir -p "$LOGS"
 
@@ -58,11 +61,21 @@ for i in $(seq 0 $((GATEWAYS - 1))); do
 	ready "127.0.0.1:$((18300 + i))"
 done
 pidlist+=",redis=$(redis-cli -u "$HERALD_REDIS_URL" info server | tr -d '\r' | sed -n 's/^process_id://p')"
-pg_pid=$(psql -tA "$HERALD_POSTGRES_URL" -c 'SELECT pg_backend_pid()' >/dev/null && pgrep -o -f 'postgres.*-D|postgres -D|bin/postgres' || true)
+# The postmaster is the oldest postgres process (its backends are its children).
+pg_pid=$(pgrep -o -x postgres || true)
 [[ -n $pg_pid ]] && pidlist+=",postgres=$pg_pid"
 
-echo "bench.sh: commit $(git rev-parse --short HEAD), $(nproc) cores, $GATEWAYS gateway(s)" >&2
-bin/heraldload -gateways "$(
+load=()
+if [[ $PIN == 1 ]]; then
+	command -v taskset >/dev/null || scripts/install-pkg.sh util-linux
+	for pid in "${pids[@]}" $(pgrep -x redis-server) $(pgrep -x postgres); do
+		taskset -acp 1 "$pid" >/dev/null
+	done
+	load=(taskset -c 0)
+fi
+
+echo "bench.sh: commit $(git rev-parse --short HEAD), $(nproc) cores, $GATEWAYS gateway(s), pinned: $PIN" >&2
+"${load[@]}" bin/heraldload -gateways "$(
 	IFS=,
 	echo "${gws[*]}"
 )" -pids "$pidlist" "$@"
