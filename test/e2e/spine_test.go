@@ -210,3 +210,31 @@ func testSpine(t *testing.T, c *cluster.Cluster) {
 		}
 	})
 }
+
+// TestFloodIsBounded floods one offline user agent: its queue stops at
+// -max-queue-len, and what does not fit is refused with 429 and not stored, so a
+// flood to one user agent cannot grow Redis without bound.
+func TestFloodIsBounded(t *testing.T) {
+	c := cluster.Start(t, cluster.WithEnv("HERALD_MAX_QUEUE_LEN=5", "HERALD_RATE_LIMIT_SUBSCRIPTION=100000/1m"))
+	a := newAgent(t, c.GatewayURL(0))
+	a.disconnect(t)
+	for i := range 5 {
+		send(t, a.sub, "fits "+strings.Repeat("x", i), 300)
+	}
+	for range 3 {
+		res, err := sender.Send(ctxT(t), a.sub, []byte("too many"), sender.Options{TTL: 300})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := decodeError(t, res.Body); res.Status != http.StatusTooManyRequests || e.Errno != 117 {
+			t.Fatalf("push to a full queue: status %d body %+v", res.Status, e)
+		}
+	}
+	if n := c.QueueLen(t, a.uaid); n != 5 {
+		t.Fatalf("queue holds %d messages, want the 5 that fit", n)
+	}
+	a.connect(t, c.GatewayURL(0))
+	for i := range 5 {
+		a.expect(t, "fits "+strings.Repeat("x", i))
+	}
+}
