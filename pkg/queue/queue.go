@@ -1,6 +1,6 @@
 // Package queue holds each user agent's waiting messages in a Redis Stream, keyed by
-// its uaid hash tag. The router appends, the gateway reads and acknowledges; ingest
-// deletes on an application server's request.
+// its uaid hash tag. The router appends, and deletes on an application server's
+// request (through ingest); the gateway reads and acknowledges.
 //
 // Expired messages are removed when a reader meets them, and each stream key expires
 // with its longest-lived message, so a user agent that never returns leaves nothing.

@@ -131,7 +131,7 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 		// Ingest may have checked the subscription in a cache: the subscription's
 		// recent changes, read in the same round trip, say whether it still holds.
 		if it.m.GetTtlSeconds() > 0 {
-			it.append = s.queue.AppendIn(ctx, pipe, it.u, entry(it.m, it.key))
+			it.append = s.queue.AppendIn(ctx, pipe, it.u, it.entry())
 		} else {
 			it.check = s.queue.CheckIn(ctx, pipe, it.u, it.ch, it.key)
 		}
@@ -153,7 +153,7 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 			id, err := it.append.Result()
 			if errors.Is(err, queue.ErrNoScript) {
 				// Redis (or this cluster node) had not seen the script: Append loads it.
-				id, err = s.queue.Append(ctx, it.u, entry(it.m, it.key))
+				id, err = s.queue.Append(ctx, it.u, it.entry())
 			}
 			if r := s.changed(ctx, it, err); r != nil {
 				it.result = r
@@ -256,10 +256,11 @@ func (s *Server) validate(it *item) *heraldv1.RouteResult {
 	return nil
 }
 
-func entry(m *heraldv1.Message, key []byte) queue.Entry {
-	ch, _ := ids.ParseChannelID(m.GetChannelId()) // checked by validate
+// entry is the queue entry of the item's message, whose ids validate parsed.
+func (it *item) entry() queue.Entry {
+	m := it.m
 	return queue.Entry{
-		ChannelID: ch,
+		ChannelID: it.ch,
 		Data:      m.GetData(),
 		Headers:   m.GetHeaders(),
 		TTL:       time.Duration(m.GetTtlSeconds()) * time.Second,
@@ -268,7 +269,7 @@ func entry(m *heraldv1.Message, key []byte) queue.Entry {
 		Topic:     m.GetTopic(),
 		// Taken after the router's span started, so a late delivery hangs under it.
 		TraceParent:  msgtrace.TraceParent(m.GetTrace()),
-		AppServerKey: key,
+		AppServerKey: it.key,
 	}
 }
 
