@@ -12,6 +12,10 @@ import (
 // Errors wrap ErrTruncated, ErrBadHeader, ErrDecrypt, ErrPadding or
 // ErrBadKey.
 func Decrypt(body []byte, uaPrivate *ecdh.PrivateKey, authSecret []byte) ([]byte, error) {
+	return decrypt(body, uaPrivate, authSecret, p256ECDH)
+}
+
+func decrypt(body []byte, uaPrivate *ecdh.PrivateKey, authSecret []byte, secretOf ecdhFunc) ([]byte, error) {
 	if uaPrivate == nil || uaPrivate.Curve() != ecdh.P256() {
 		return nil, fmt.Errorf("%w: user agent key is not a P-256 key", ErrBadKey)
 	}
@@ -31,7 +35,11 @@ func Decrypt(body []byte, uaPrivate *ecdh.PrivateKey, authSecret []byte) ([]byte
 		return nil, fmt.Errorf("%w: no record after the header", ErrTruncated)
 	}
 
-	aead, baseNonce, err := recordKeys(uaPrivate, asPublic, authSecret, uaPrivate.PublicKey().Bytes(), h.KeyID, h.Salt[:])
+	secret, err := secretOf(uaPrivate, asPublic)
+	if err != nil {
+		return nil, fmt.Errorf("derive keys: %w", err)
+	}
+	aead, baseNonce, err := recordKeys(secret, authSecret, uaPrivate.PublicKey().Bytes(), h.KeyID, h.Salt[:])
 	if err != nil {
 		return nil, fmt.Errorf("derive keys: %w", err)
 	}

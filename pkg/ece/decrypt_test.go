@@ -16,7 +16,11 @@ func sealBody(tb testing.TB, rs uint32, records ...[]byte) []byte {
 	ua, as := rfcKeys(tb)
 	asPublic := as.PublicKey().Bytes()
 	salt := b64(tb, rfcSalt)
-	aead, baseNonce, err := recordKeys(as, ua.PublicKey(), b64(tb, rfcAuthSecret), ua.PublicKey().Bytes(), asPublic, salt)
+	secret, err := as.ECDH(ua.PublicKey())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	aead, baseNonce, err := recordKeys(secret, b64(tb, rfcAuthSecret), ua.PublicKey().Bytes(), asPublic, salt)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -17,6 +17,7 @@ type options struct {
 	salt       []byte
 	sender     *ecdh.PrivateKey
 	recordSize uint32
+	secrets    *Secrets
 }
 
 // WithSalt makes Encrypt use salt, which must be 16 bytes, instead of a
@@ -92,7 +93,14 @@ func encrypt(plaintext, uaPublic, authSecret []byte, o options) ([]byte, error) 
 	}
 	asPublic := sender.PublicKey().Bytes()
 
-	aead, nonce, err := recordKeys(sender, ua, authSecret, uaPublic, asPublic, salt)
+	secret, err := p256ECDH(sender, ua)
+	if err != nil {
+		return nil, fmt.Errorf("derive keys: %w", err)
+	}
+	if o.secrets != nil {
+		o.secrets.put(asPublic, secret)
+	}
+	aead, nonce, err := recordKeys(secret, authSecret, uaPublic, asPublic, salt)
 	if err != nil {
 		return nil, fmt.Errorf("derive keys: %w", err)
 	}

@@ -83,14 +83,9 @@ func contentKey(ikm, salt []byte) (cek, nonce []byte, err error) {
 	return cek, nonce, nil
 }
 
-// recordKeys runs the whole RFC 8291 derivation for one message. priv and
-// peer are this side's private key and the other side's public key; uaPublic
-// and asPublic are the encoded public keys in their fixed roles.
-func recordKeys(priv *ecdh.PrivateKey, peer *ecdh.PublicKey, authSecret, uaPublic, asPublic, salt []byte) (cipher.AEAD, []byte, error) {
-	secret, err := priv.ECDH(peer)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ecdh: %w", err)
-	}
+// recordKeys runs the RFC 8291 derivation for one message from its ECDH secret;
+// uaPublic and asPublic are the encoded public keys in their fixed roles.
+func recordKeys(secret, authSecret, uaPublic, asPublic, salt []byte) (cipher.AEAD, []byte, error) {
 	ikm, err := inputKey(secret, authSecret, uaPublic, asPublic)
 	if err != nil {
 		return nil, nil, err

@@ -60,6 +60,8 @@ type Options struct {
 	Authorization string
 	// Client sends the request; http.DefaultClient when nil.
 	Client *http.Client
+	// Encrypt are options for ece.Encrypt (a load generator passes ece.WithSecrets).
+	Encrypt []ece.Option
 }
 
 // Result is the push service's answer.
@@ -83,7 +85,7 @@ func Send(ctx context.Context, sub Subscription, payload []byte, opts Options) (
 		if err != nil {
 			return Result{}, fmt.Errorf("keys.auth: %w", err)
 		}
-		if body, err = ece.Encrypt(payload, uaPublic, auth); err != nil {
+		if body, err = ece.Encrypt(payload, uaPublic, auth, opts.Encrypt...); err != nil {
 			return Result{}, err
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -60,6 +61,7 @@ func main() {
 	fs.BoolVar(&cfg.jsonOut, "json", false, "print the report as JSON")
 	fs.IntVar(&cfg.procs, "procs", 1, "load-tool processes sharing -conns, for idle runs past one process's open-files limit (each connection is a file)")
 	fs.BoolVar(&cfg.child, "child", false, "internal: run as one of -procs children")
+	cpuProfile := fs.String("cpuprofile", "", "write the load tool's own CPU profile to this file")
 	fs.StringVar(&cfg.stormKill, "storm-kill", "", "reconnect storm: connect every user agent to the first gateway, SIGKILL the process of this -pids name, send each user agent a message, and time their reconnection to the other gateways")
 	if err := flagenv.Parse(fs, os.Args[1:], nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -72,6 +74,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "heraldload:", err)
 		os.Exit(2)
 	}
+	stopProfile := func() {}
+	if *cpuProfile != "" {
+		if stopProfile, err = startCPUProfile(*cpuProfile); err != nil {
+			fmt.Fprintln(os.Stderr, "heraldload:", err)
+			os.Exit(2)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	switch {
@@ -82,6 +91,7 @@ func main() {
 	default:
 		err = run(ctx, cfg)
 	}
+	stopProfile()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "heraldload:", err)
 		os.Exit(1)
@@ -113,4 +123,20 @@ func parsePids(s string) (map[string]int, error) {
 		out[name] = pid
 	}
 	return out, nil
+}
+
+// startCPUProfile profiles the load tool into path until the returned function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -48,12 +48,57 @@ func sampleProc(pid int) (procSample, error) {
 	return procSample{cpuSeconds: (utime + stime) / clockTicks, rssBytes: rss}, nil
 }
 
-// sampleAll samples every named process; ones that vanished are left out.
+// sampleAll samples every named process, with its children (Postgres's backends
+// are the postmaster's), and the load tool itself as "load tool"; processes that
+// vanished are left out.
 func sampleAll(pids map[string]int) map[string]procSample {
+	children := childrenOf()
 	out := map[string]procSample{}
 	for name, pid := range pids {
-		if s, err := sampleProc(pid); err == nil {
-			out[name] = s
+		s, err := sampleProc(pid)
+		if err != nil {
+			continue
+		}
+		for _, c := range children[pid] {
+			if cs, err := sampleProc(c); err == nil {
+				s.cpuSeconds += cs.cpuSeconds
+				s.rssBytes += cs.rssBytes
+			}
+		}
+		out[name] = s
+	}
+	if s, err := sampleProc(os.Getpid()); err == nil {
+		out[loadToolName] = s
+	}
+	return out
+}
+
+// loadToolName names the load tool's own row in the cost report.
+const loadToolName = "load tool"
+
+// childrenOf maps each process id to its children's, read from /proc/<pid>/stat.
+func childrenOf() map[int][]int {
+	out := map[int][]int{}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		rest := string(stat[strings.LastIndexByte(string(stat), ')')+2:])
+		f := strings.Fields(rest)
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(f[1]); err == nil {
+			out[ppid] = append(out[ppid], pid)
 		}
 	}
 	return out

@@ -8,10 +8,12 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/herald-push/herald/pkg/ece"
 	"github.com/herald-push/herald/pkg/sender"
 	"github.com/herald-push/herald/pkg/vapid"
 )
@@ -116,7 +118,9 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 		senders.Go(func() {
 			for seq := range jobs {
 				a := agents[seq%uint64(len(agents))]
-				res, err := sender.Send(ctx, a.sub, makePayload(seq, cfg.payload, time.Now()), sender.Options{TTL: cfg.ttl, Authorization: auth, Client: client})
+				res, err := sender.Send(ctx, a.sub, makePayload(seq, cfg.payload, time.Now()), sender.Options{
+					TTL: cfg.ttl, Authorization: auth, Client: client, Encrypt: []ece.Option{ece.WithSecrets(&t.secrets)},
+				})
 				switch {
 				case err != nil:
 					sendErrs.Add(1)
@@ -194,7 +198,7 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 	lost = okSent.Load() - (t.received.Load() - dups)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 
-	fmt.Printf("conditions: %d user agents over %d gateway(s), %d source address(es); offered %d msg/s for %s after %s warm-up; %d in flight at most; TTL %d; %d-byte plaintext (aes128gcm); VAPID %v (one token reused); load tool GOMAXPROCS %d\n",
+	fmt.Printf("conditions: %d user agents over %d gateway(s), %d source address(es); offered %d msg/s for %s after %s warm-up; %d in flight at most; TTL %d; %d-byte plaintext (aes128gcm); VAPID %v (one token reused); each message encrypted with a fresh sender key and decrypted with the user agent's keys, the ECDH secret computed once; load tool GOMAXPROCS %d\n",
 		len(agents), len(cfg.gateways), len(cfg.sources), cfg.rate, cfg.duration, cfg.warmup, cfg.concurrency, cfg.ttl, cfg.payload, cfg.vapid, runtime.GOMAXPROCS(0))
 	fmt.Printf("sent: %d accepted (201), %d refused, %d transport errors, %d not sent (senders busy)\n",
 		okSent.Load(), countFailed(&failed), sendErrs.Load(), skipped.Load())
@@ -210,20 +214,39 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 			pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999), lat[len(lat)-1].Round(time.Microsecond), len(lat))
 	}
 	if delivered > 0 && len(cpuEnd) > 0 {
-		var sum float64
-		fmt.Printf("cost: CPU seconds per 1,000 delivered messages (measured window):\n")
-		for _, name := range sortedNames(cpuEnd) {
-			d := cpuEnd[name].cpuSeconds - cpuStart[name].cpuSeconds
-			per := d / float64(delivered) * 1000
-			sum += per
-			fmt.Printf("  %-12s %.4f   (rss %.1f MiB)\n", name, per, mib(cpuEnd[name].rssBytes))
-		}
-		fmt.Printf("  %-12s %.4f\n", "all listed", sum)
+		printCost(cpuStart, cpuEnd, delivered)
 	}
 	if lost > 0 || t.foreign.Load() > 0 {
 		return fmt.Errorf("%d accepted messages were not delivered, %d reached the wrong user agent", lost, t.foreign.Load())
 	}
 	return nil
+}
+
+// heraldServices are the processes whose CPU the cost target sums; Redis,
+// Postgres and the load tool are reported beside them.
+var heraldServices = map[string]bool{"ingest": true, "router": true}
+
+func isHerald(name string) bool {
+	return heraldServices[name] || strings.HasPrefix(name, "gateway")
+}
+
+// printCost prints each process's CPU seconds per 1,000 delivered messages, Herald's
+// services summed apart from Redis, Postgres (with its backends) and the load tool.
+func printCost(start, end map[string]procSample, delivered int64) {
+	fmt.Printf("cost: CPU seconds per 1,000 delivered messages (measured window):\n")
+	var herald, others float64
+	for _, name := range sortedNames(end) {
+		d := end[name].cpuSeconds - start[name].cpuSeconds
+		per := d / float64(delivered) * 1000
+		if isHerald(name) {
+			herald += per
+		} else {
+			others += per
+		}
+		fmt.Printf("  %-12s %.4f   (rss %.1f MiB)\n", name, per, mib(end[name].rssBytes))
+	}
+	fmt.Printf("  %-12s %.4f   (ingest + router + gateways)\n", "herald", herald)
+	fmt.Printf("  %-12s %.4f   (Redis, Postgres, the load tool)\n", "beside it", others)
 }
 
 func countFailed(m *sync.Map) int64 {
