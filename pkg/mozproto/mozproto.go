@@ -77,16 +77,15 @@ func Parse(data []byte) (ClientMessage, error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return m, ErrMalformed
 	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	if err := dec.Decode(&m); err != nil {
-		return m, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if dec.More() {
-		return m, fmt.Errorf("%w: trailing data", ErrMalformed)
+	if !scanClientMessage(trimmed, &m) {
+		var err error
+		if m, err = unmarshal(trimmed); err != nil {
+			return m, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
 	}
 	switch m.Type {
 	case "":
-		if !bytes.Equal(bytes.Join(bytes.Fields(trimmed), nil), []byte("{}")) {
+		if !isEmptyObject(trimmed) {
 			return m, fmt.Errorf("%w: missing messageType", ErrMalformed)
 		}
 		m.Type = TypePing
@@ -95,6 +94,20 @@ func Parse(data []byte) (ClientMessage, error) {
 		return m, fmt.Errorf("%w: %q", ErrUnknownType, truncate(m.Type, 32))
 	}
 	return m, nil
+}
+
+// unmarshal parses a frame the scanner left, with encoding/json. Unmarshal, not a
+// Decoder: it rejects anything after the object too, and spares a Decoder's buffer.
+// A function of its own, so that only this path allocates the message.
+func unmarshal(b []byte) (ClientMessage, error) {
+	var m ClientMessage
+	err := json.Unmarshal(b, &m)
+	return m, err
+}
+
+// isEmptyObject reports whether b, a JSON object, is {} with or without spaces.
+func isEmptyObject(b []byte) bool {
+	return len(bytes.TrimLeft(b[1:], " \t\r\n")) == 1 && b[len(b)-1] == '}'
 }
 
 func truncate(s string, n int) string {

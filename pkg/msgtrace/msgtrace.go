@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Attribute keys of message spans.
@@ -58,7 +59,19 @@ func FromTraceParent(tp string) map[string]string {
 // Start starts a span named name for a message, as a child of the trace its carrier
 // holds; with tracing off it costs next to nothing.
 func Start(ctx context.Context, tracer trace.Tracer, name string, carrier map[string]string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if !Recording(tracer) {
+		// The no-op tracer ignores the attributes: do not wrap them in an option.
+		return tracer.Start(Extract(ctx, carrier), name)
+	}
 	return tracer.Start(Extract(ctx, carrier), name, trace.WithAttributes(attrs...))
+}
+
+// Recording reports whether tracer's spans can record: false for the no-op tracer
+// of a service with tracing off. A caller that discards the context Start returns
+// may then skip Start, and building its attributes, altogether.
+func Recording(tracer trace.Tracer) bool {
+	_, off := tracer.(noop.Tracer)
+	return !off
 }
 
 // Tracer returns the tracer of a Herald component from the global provider.

@@ -4,6 +4,10 @@
 //
 // Expired messages are removed when a reader meets them, and each stream key expires
 // with its longest-lived message, so a user agent that never returns leaves nothing.
+//
+// The script that appends a message (or, TTL 0, admits it unstored) also makes the
+// checks that touch only the user agent's keys: the subscription's recent changes
+// (changes.go) and its rate limit (limit.go), all in one round trip.
 package queue
 
 import (
@@ -37,7 +41,7 @@ var ErrKeyChanged = errors.New("subscription key changed")
 //go:embed append.lua
 var appendLua string
 
-var appendScript = redis.NewScript(appendLua)
+var appendScript = redis.NewScript(checksLua + appendLua)
 
 // expiredCounter counts messages removed because their TTL ran out before delivery.
 // An instrument of the global meter provider: created before the service installs
@@ -65,6 +69,9 @@ type Entry struct {
 	// was authorized against (nil: unrestricted). Not stored: Append compares it
 	// with the channel's recent changes.
 	AppServerKey []byte
+	// Limit is the rate limit of the message's subscription, which Append counts
+	// the message against. Not stored.
+	Limit Limit
 }
 
 // Expires returns when the message's TTL runs out.
@@ -97,13 +104,15 @@ const (
 // Append stores e in its user agent's queue and returns its entry id. A waiting message
 // of the same channel with the same Topic is replaced (RFC 8030 §5.4). It stores
 // nothing and returns ErrGone or ErrKeyChanged when the channel's recent changes
-// say e's sender was checked against a subscription that no longer holds.
+// say e's sender was checked against a subscription that no longer holds, a
+// *RateLimitError when e.Limit refuses it, and ErrFull when the queue is full; a
+// message it refuses counts nothing against e.Limit.
 func (q *Queue) Append(ctx context.Context, u ids.UAID, e Entry) (string, error) {
 	keys, args, err := q.appendArgs(u, e)
 	if err != nil {
 		return "", err
 	}
-	return appendResult(appendScript.Run(ctx, q.rdb, keys, args...))
+	return scriptResult("queue append", appendScript.Run(ctx, q.rdb, keys, args...))
 }
 
 // AppendCmd is an Append queued in a pipeline; its Result is known once the pipeline
@@ -124,7 +133,8 @@ func (q *Queue) AppendIn(ctx context.Context, p redis.Pipeliner, u ids.UAID, e E
 	return &AppendCmd{cmd: appendScript.EvalSha(ctx, p, keys, args...)}
 }
 
-// ErrNoScript is returned by an AppendCmd that ran before Redis knew the script.
+// ErrNoScript is returned by an AppendCmd or AdmitCmd that ran before Redis knew
+// its script.
 var ErrNoScript = errors.New("queue: script not loaded")
 
 // Result returns the new entry id.
@@ -135,41 +145,28 @@ func (c *AppendCmd) Result() (string, error) {
 	if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		return "", ErrNoScript
 	}
-	return appendResult(c.cmd)
-}
-
-func appendResult(cmd *redis.Cmd) (string, error) {
-	v, err := cmd.Result()
-	if errors.Is(err, redis.Nil) {
-		return "", ErrFull
-	}
-	if err != nil {
-		return "", fmt.Errorf("queue append: %w", err)
-	}
-	// The script's results: see append.lua.
-	switch v := v.(type) {
-	case string:
-		return v, nil
-	case int64:
-		if v == 0 {
-			return "", ErrGone
-		}
-		return "", ErrKeyChanged
-	}
-	return "", fmt.Errorf("queue append: unexpected result %T", v)
+	return scriptResult("queue append", c.cmd)
 }
 
 func (q *Queue) appendArgs(u ids.UAID, e Entry) ([]string, []any, error) {
 	if e.TTL <= 0 {
 		return nil, nil, errors.New("queue: append needs a positive TTL")
 	}
+	ch := e.ChannelID.String()
 	topicField := ""
 	if e.Topic != "" {
-		topicField = e.ChannelID.String() + ":" + e.Topic
+		topicField = ch + ":" + e.Topic
 	}
-	args := make([]any, 0, 18+2*len(e.Headers))
-	args = append(args, e.TTL.Milliseconds(), q.maxLen, topicField, e.ChannelID.String(), changeRecord(e.AppServerKey),
-		fChannel, e.ChannelID.String(),
+	keys := make([]string, 3, 4)
+	keys[0], keys[1], keys[2] = q.keys.Queue(u), q.keys.Topics(u), q.keys.Changes(u)
+	var interval, window int64
+	if e.Limit.Enabled() {
+		keys = append(keys, q.keys.RateSubscription(u, e.ChannelID))
+		interval, window = e.Limit.gcra()
+	}
+	args := make([]any, 0, 20+2*len(e.Headers))
+	args = append(args, e.TTL.Milliseconds(), q.maxLen, topicField, ch, changeRecord(e.AppServerKey), interval, window,
+		fChannel, ch,
 		fData, e.Data,
 		fTTL, int64(e.TTL/time.Second),
 		fReceived, e.Received.UnixMilli(),
@@ -184,7 +181,7 @@ func (q *Queue) appendArgs(u ids.UAID, e Entry) ([]string, []any, error) {
 	for k, v := range e.Headers {
 		args = append(args, fHeader+k, v)
 	}
-	return []string{q.keys.Queue(u), q.keys.Topics(u), q.keys.Changes(u)}, args, nil
+	return keys, args, nil
 }
 
 // Range returns up to count waiting messages after entry id after ("" for the start),

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 
 	"github.com/herald-push/herald/pkg/rkey"
 )
@@ -70,7 +71,7 @@ func (c *Config) Open(ctx context.Context) (redis.UniversalClient, error) {
 		}
 		rdb = redis.NewClient(opt)
 	}
-	hook, err := newMetricsHook()
+	hook, err := newMetricsHook(otel.GetMeterProvider())
 	if err != nil {
 		return nil, fmt.Errorf("redis metrics: %w", err)
 	}

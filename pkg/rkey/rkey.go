@@ -34,7 +34,9 @@ func (k Keys) Changes(u ids.UAID) string { return k.prefix + "sc:{" + u.String()
 func (k Keys) Owner(u ids.UAID) string { return k.prefix + "o:{" + u.String() + "}" }
 
 // RateSubscription is the rate-limit state (a GCRA theoretical arrival time) of
-// one subscription: messages accepted for channel ch of user agent u.
+// one subscription: messages accepted for channel ch of user agent u. It shares
+// the user agent's hash slot, so the router's queue scripts count it where they
+// store or admit the message (package queue, Limit).
 func (k Keys) RateSubscription(u ids.UAID, ch ids.ChannelID) string {
 	return k.prefix + "rl:s:{" + u.String() + "}:" + ch.String()
 }

@@ -9,12 +9,21 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/herald-push/herald/pkg/telemetry"
 )
 
 // queryMetrics records the duration and errors of every query as
-// db.client.operation.duration (OpenTelemetry database semantic conventions).
+// db.client.operation.duration (OpenTelemetry database semantic conventions), with
+// each operation and outcome's attribute set built once.
 type queryMetrics struct {
 	duration metric.Float64Histogram
+	attrs    *telemetry.AttrCache[queryKey]
+}
+
+type queryKey struct {
+	operation string
+	failed    bool
 }
 
 type queryStartKey struct{}
@@ -24,13 +33,21 @@ type queryStart struct {
 	sql string
 }
 
-func newQueryMetrics() (*queryMetrics, error) {
-	d, err := otel.GetMeterProvider().Meter("herald/postgres").Float64Histogram("db.client.operation.duration",
+func newQueryMetrics() (*queryMetrics, error) { return newQueryMetricsOf(otel.GetMeterProvider()) }
+
+func newQueryMetricsOf(mp metric.MeterProvider) (*queryMetrics, error) {
+	d, err := mp.Meter("herald/postgres").Float64Histogram("db.client.operation.duration",
 		metric.WithUnit("s"), metric.WithDescription("Duration of Postgres queries, by operation and outcome"))
 	if err != nil {
 		return nil, err
 	}
-	return &queryMetrics{duration: d}, nil
+	return &queryMetrics{duration: d, attrs: telemetry.NewAttrCache(func(k queryKey) []attribute.KeyValue {
+		return []attribute.KeyValue{
+			attribute.String("db.system.name", "postgresql"),
+			attribute.String("db.operation.name", k.operation),
+			attribute.Bool("error", k.failed),
+		}
+	})}, nil
 }
 
 func (m *queryMetrics) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
@@ -42,10 +59,8 @@ func (m *queryMetrics) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.
 	if !ok {
 		return
 	}
-	m.duration.Record(ctx, time.Since(start.at).Seconds(), metric.WithAttributes(
-		attribute.String("db.system.name", "postgresql"),
-		attribute.String("db.operation.name", operation(start.sql)),
-		attribute.Bool("error", data.Err != nil && data.Err != pgx.ErrNoRows)))
+	a := m.attrs.Get(queryKey{operation: operation(start.sql), failed: data.Err != nil && data.Err != pgx.ErrNoRows})
+	m.duration.Record(ctx, time.Since(start.at).Seconds(), a.RecordOptions()...)
 }
 
 // operation is the SQL statement's first keyword (SELECT, INSERT, …): the statement

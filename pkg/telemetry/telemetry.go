@@ -21,8 +21,10 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	promexporter "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
@@ -34,9 +36,14 @@ import (
 type Telemetry struct {
 	Tracer   trace.TracerProvider
 	Meter    metric.MeterProvider
+	tracing  bool
 	registry *prometheus.Registry
 	shutdown []func(context.Context) error
 }
+
+// NoMeter is the meter provider to give otelgrpc and otelhttp, whose metrics Herald
+// records itself (see GRPCServerHandler).
+var NoMeter metric.MeterProvider = metricnoop.NewMeterProvider()
 
 // TracingEnabled reports whether the environment asks for traces: OTEL_TRACES_EXPORTER
 // is otlp, or an OTLP endpoint is set and OTEL_TRACES_EXPORTER is not none.
@@ -63,12 +70,16 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
+	// No exemplars: the Prometheus text format served at /metrics has no place for
+	// them, and the default filter looks for a sampled span in the context of every
+	// measurement.
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(exporter),
-		sdkmetric.WithView(latencyBuckets))
+		sdkmetric.WithView(latencyBuckets), sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter))
 	t.Meter = mp
 	t.shutdown = append(t.shutdown, mp.Shutdown)
 
-	if TracingEnabled(os.Getenv) {
+	t.tracing = TracingEnabled(os.Getenv)
+	if t.tracing {
 		// The exporter reads OTEL_EXPORTER_OTLP_* (endpoint, headers, TLS) itself.
 		exp, err := otlptracegrpc.New(ctx)
 		if err != nil {
@@ -85,6 +96,10 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	return t, nil
 }
+
+// Tracing reports whether spans are exported: with tracing off the tracer provider
+// is a no-op, and the handlers of gRPC and HTTP edges only carry trace context on.
+func (t *Telemetry) Tracing() bool { return t.tracing }
 
 // MetricsHandler serves the metrics in the Prometheus text format.
 func (t *Telemetry) MetricsHandler() http.Handler {

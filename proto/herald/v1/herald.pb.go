@@ -218,6 +218,60 @@ func (x *Message) GetTrace() map[string]string {
 	return nil
 }
 
+// RateLimit allows count messages per period_us microseconds, up to count of them
+// at once (the generic cell rate algorithm). A count of 0 is no limit.
+type RateLimit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         int64                  `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	PeriodUs      int64                  `protobuf:"varint,2,opt,name=period_us,json=periodUs,proto3" json:"period_us,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateLimit) Reset() {
+	*x = RateLimit{}
+	mi := &file_herald_v1_herald_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimit) ProtoMessage() {}
+
+func (x *RateLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_herald_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimit.ProtoReflect.Descriptor instead.
+func (*RateLimit) Descriptor() ([]byte, []int) {
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RateLimit) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *RateLimit) GetPeriodUs() int64 {
+	if x != nil {
+		return x.PeriodUs
+	}
+	return 0
+}
+
 type RouteRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Message *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
@@ -225,14 +279,20 @@ type RouteRequest struct {
 	// authorized the message against (empty for an unrestricted subscription),
 	// possibly from a short-lived cache. The router refuses the message (Aborted)
 	// when the channel was registered again with another key since.
-	AppServerKey  []byte `protobuf:"bytes,2,opt,name=app_server_key,json=appServerKey,proto3" json:"app_server_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AppServerKey []byte `protobuf:"bytes,2,opt,name=app_server_key,json=appServerKey,proto3" json:"app_server_key,omitempty"`
+	// subscription_limit is the rate limit of the message's subscription (unset: none),
+	// ingest's policy. The router counts the message against it in the same Redis
+	// script that stores it (or, TTL 0, checks it), and refuses a message over it
+	// with ResourceExhausted and a retry-after (see RouteResult); a message refused
+	// for any reason counts nothing.
+	SubscriptionLimit *RateLimit `protobuf:"bytes,3,opt,name=subscription_limit,json=subscriptionLimit,proto3" json:"subscription_limit,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *RouteRequest) Reset() {
 	*x = RouteRequest{}
-	mi := &file_herald_v1_herald_proto_msgTypes[1]
+	mi := &file_herald_v1_herald_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -244,7 +304,7 @@ func (x *RouteRequest) String() string {
 func (*RouteRequest) ProtoMessage() {}
 
 func (x *RouteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[1]
+	mi := &file_herald_v1_herald_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -257,7 +317,7 @@ func (x *RouteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteRequest.ProtoReflect.Descriptor instead.
 func (*RouteRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{1}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RouteRequest) GetMessage() *Message {
@@ -270,6 +330,13 @@ func (x *RouteRequest) GetMessage() *Message {
 func (x *RouteRequest) GetAppServerKey() []byte {
 	if x != nil {
 		return x.AppServerKey
+	}
+	return nil
+}
+
+func (x *RouteRequest) GetSubscriptionLimit() *RateLimit {
+	if x != nil {
+		return x.SubscriptionLimit
 	}
 	return nil
 }
@@ -288,7 +355,7 @@ type RouteResponse struct {
 
 func (x *RouteResponse) Reset() {
 	*x = RouteResponse{}
-	mi := &file_herald_v1_herald_proto_msgTypes[2]
+	mi := &file_herald_v1_herald_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -300,7 +367,7 @@ func (x *RouteResponse) String() string {
 func (*RouteResponse) ProtoMessage() {}
 
 func (x *RouteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[2]
+	mi := &file_herald_v1_herald_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -313,7 +380,7 @@ func (x *RouteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteResponse.ProtoReflect.Descriptor instead.
 func (*RouteResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{2}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RouteResponse) GetId() string {
@@ -348,7 +415,7 @@ type RouteBatchRequest struct {
 
 func (x *RouteBatchRequest) Reset() {
 	*x = RouteBatchRequest{}
-	mi := &file_herald_v1_herald_proto_msgTypes[3]
+	mi := &file_herald_v1_herald_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -360,7 +427,7 @@ func (x *RouteBatchRequest) String() string {
 func (*RouteBatchRequest) ProtoMessage() {}
 
 func (x *RouteBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[3]
+	mi := &file_herald_v1_herald_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -373,7 +440,7 @@ func (x *RouteBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteBatchRequest.ProtoReflect.Descriptor instead.
 func (*RouteBatchRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{3}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RouteBatchRequest) GetRequests() []*RouteRequest {
@@ -386,17 +453,22 @@ func (x *RouteBatchRequest) GetRequests() []*RouteRequest {
 // RouteResult is the outcome of one message of a batch: a response, or the gRPC
 // status code and message that Route would have failed with.
 type RouteResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Response      *RouteResponse         `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
-	Code          int32                  `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Response *RouteResponse         `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	Code     int32                  `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	Error    string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// retry_after_ms is set (above 0) for a message that its subscription_limit
+	// refused (code ResourceExhausted): the milliseconds, rounded up, until the limit
+	// would allow one. A ResourceExhausted without it is a full queue. Route fails
+	// with a google.rpc.RetryInfo detail instead.
+	RetryAfterMs  int64 `protobuf:"varint,4,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RouteResult) Reset() {
 	*x = RouteResult{}
-	mi := &file_herald_v1_herald_proto_msgTypes[4]
+	mi := &file_herald_v1_herald_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +480,7 @@ func (x *RouteResult) String() string {
 func (*RouteResult) ProtoMessage() {}
 
 func (x *RouteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[4]
+	mi := &file_herald_v1_herald_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +493,7 @@ func (x *RouteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteResult.ProtoReflect.Descriptor instead.
 func (*RouteResult) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{4}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RouteResult) GetResponse() *RouteResponse {
@@ -445,6 +517,13 @@ func (x *RouteResult) GetError() string {
 	return ""
 }
 
+func (x *RouteResult) GetRetryAfterMs() int64 {
+	if x != nil {
+		return x.RetryAfterMs
+	}
+	return 0
+}
+
 type RouteBatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// results are in the order of the requests.
@@ -455,7 +534,7 @@ type RouteBatchResponse struct {
 
 func (x *RouteBatchResponse) Reset() {
 	*x = RouteBatchResponse{}
-	mi := &file_herald_v1_herald_proto_msgTypes[5]
+	mi := &file_herald_v1_herald_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -467,7 +546,7 @@ func (x *RouteBatchResponse) String() string {
 func (*RouteBatchResponse) ProtoMessage() {}
 
 func (x *RouteBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[5]
+	mi := &file_herald_v1_herald_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -480,7 +559,7 @@ func (x *RouteBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteBatchResponse.ProtoReflect.Descriptor instead.
 func (*RouteBatchResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{5}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RouteBatchResponse) GetResults() []*RouteResult {
@@ -501,7 +580,7 @@ type DeleteMessageRequest struct {
 
 func (x *DeleteMessageRequest) Reset() {
 	*x = DeleteMessageRequest{}
-	mi := &file_herald_v1_herald_proto_msgTypes[6]
+	mi := &file_herald_v1_herald_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +592,7 @@ func (x *DeleteMessageRequest) String() string {
 func (*DeleteMessageRequest) ProtoMessage() {}
 
 func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[6]
+	mi := &file_herald_v1_herald_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +605,7 @@ func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMessageRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMessageRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{6}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteMessageRequest) GetUaid() string {
@@ -560,7 +639,7 @@ type DeleteMessageResponse struct {
 
 func (x *DeleteMessageResponse) Reset() {
 	*x = DeleteMessageResponse{}
-	mi := &file_herald_v1_herald_proto_msgTypes[7]
+	mi := &file_herald_v1_herald_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +651,7 @@ func (x *DeleteMessageResponse) String() string {
 func (*DeleteMessageResponse) ProtoMessage() {}
 
 func (x *DeleteMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[7]
+	mi := &file_herald_v1_herald_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +664,7 @@ func (x *DeleteMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMessageResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMessageResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{7}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteMessageResponse) GetDeleted() bool {
@@ -607,7 +686,7 @@ type DeliverRequest struct {
 
 func (x *DeliverRequest) Reset() {
 	*x = DeliverRequest{}
-	mi := &file_herald_v1_herald_proto_msgTypes[8]
+	mi := &file_herald_v1_herald_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +698,7 @@ func (x *DeliverRequest) String() string {
 func (*DeliverRequest) ProtoMessage() {}
 
 func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[8]
+	mi := &file_herald_v1_herald_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +711,7 @@ func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverRequest.ProtoReflect.Descriptor instead.
 func (*DeliverRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{8}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeliverRequest) GetMessage() *Message {
@@ -659,7 +738,7 @@ type DeliverResponse struct {
 
 func (x *DeliverResponse) Reset() {
 	*x = DeliverResponse{}
-	mi := &file_herald_v1_herald_proto_msgTypes[9]
+	mi := &file_herald_v1_herald_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +750,7 @@ func (x *DeliverResponse) String() string {
 func (*DeliverResponse) ProtoMessage() {}
 
 func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[9]
+	mi := &file_herald_v1_herald_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +763,7 @@ func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverResponse.ProtoReflect.Descriptor instead.
 func (*DeliverResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{9}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeliverResponse) GetAccepted() bool {
@@ -703,7 +782,7 @@ type DeliverBatchRequest struct {
 
 func (x *DeliverBatchRequest) Reset() {
 	*x = DeliverBatchRequest{}
-	mi := &file_herald_v1_herald_proto_msgTypes[10]
+	mi := &file_herald_v1_herald_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +794,7 @@ func (x *DeliverBatchRequest) String() string {
 func (*DeliverBatchRequest) ProtoMessage() {}
 
 func (x *DeliverBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[10]
+	mi := &file_herald_v1_herald_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +807,7 @@ func (x *DeliverBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverBatchRequest.ProtoReflect.Descriptor instead.
 func (*DeliverBatchRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{10}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeliverBatchRequest) GetRequests() []*DeliverRequest {
@@ -748,7 +827,7 @@ type DeliverBatchResponse struct {
 
 func (x *DeliverBatchResponse) Reset() {
 	*x = DeliverBatchResponse{}
-	mi := &file_herald_v1_herald_proto_msgTypes[11]
+	mi := &file_herald_v1_herald_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +839,7 @@ func (x *DeliverBatchResponse) String() string {
 func (*DeliverBatchResponse) ProtoMessage() {}
 
 func (x *DeliverBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[11]
+	mi := &file_herald_v1_herald_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +852,7 @@ func (x *DeliverBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverBatchResponse.ProtoReflect.Descriptor instead.
 func (*DeliverBatchResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{11}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeliverBatchResponse) GetAccepted() []bool {
@@ -794,7 +873,7 @@ type EvictRequest struct {
 
 func (x *EvictRequest) Reset() {
 	*x = EvictRequest{}
-	mi := &file_herald_v1_herald_proto_msgTypes[12]
+	mi := &file_herald_v1_herald_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +885,7 @@ func (x *EvictRequest) String() string {
 func (*EvictRequest) ProtoMessage() {}
 
 func (x *EvictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[12]
+	mi := &file_herald_v1_herald_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +898,7 @@ func (x *EvictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictRequest.ProtoReflect.Descriptor instead.
 func (*EvictRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{12}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EvictRequest) GetUaid() string {
@@ -846,7 +925,7 @@ type EvictResponse struct {
 
 func (x *EvictResponse) Reset() {
 	*x = EvictResponse{}
-	mi := &file_herald_v1_herald_proto_msgTypes[13]
+	mi := &file_herald_v1_herald_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +937,7 @@ func (x *EvictResponse) String() string {
 func (*EvictResponse) ProtoMessage() {}
 
 func (x *EvictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[13]
+	mi := &file_herald_v1_herald_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +950,7 @@ func (x *EvictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictResponse.ProtoReflect.Descriptor instead.
 func (*EvictResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{13}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EvictResponse) GetClosed() int32 {
@@ -907,20 +986,25 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"\n" +
 	"TraceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\">\n" +
+	"\tRateLimit\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x03R\x05count\x12\x1b\n" +
+	"\tperiod_us\x18\x02 \x01(\x03R\bperiodUs\"\xa7\x01\n" +
 	"\fRouteRequest\x12,\n" +
 	"\amessage\x18\x01 \x01(\v2\x12.herald.v1.MessageR\amessage\x12$\n" +
-	"\x0eapp_server_key\x18\x02 \x01(\fR\fappServerKey\"U\n" +
+	"\x0eapp_server_key\x18\x02 \x01(\fR\fappServerKey\x12C\n" +
+	"\x12subscription_limit\x18\x03 \x01(\v2\x14.herald.v1.RateLimitR\x11subscriptionLimit\"U\n" +
 	"\rRouteResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06stored\x18\x02 \x01(\bR\x06stored\x12\x1c\n" +
 	"\tdelivered\x18\x03 \x01(\bR\tdelivered\"H\n" +
 	"\x11RouteBatchRequest\x123\n" +
-	"\brequests\x18\x01 \x03(\v2\x17.herald.v1.RouteRequestR\brequests\"m\n" +
+	"\brequests\x18\x01 \x03(\v2\x17.herald.v1.RouteRequestR\brequests\"\x93\x01\n" +
 	"\vRouteResult\x124\n" +
 	"\bresponse\x18\x01 \x01(\v2\x18.herald.v1.RouteResponseR\bresponse\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"F\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12$\n" +
+	"\x0eretry_after_ms\x18\x04 \x01(\x03R\fretryAfterMs\"F\n" +
 	"\x12RouteBatchResponse\x120\n" +
 	"\aresults\x18\x01 \x03(\v2\x16.herald.v1.RouteResultR\aresults\"Y\n" +
 	"\x14DeleteMessageRequest\x12\x12\n" +
@@ -973,53 +1057,55 @@ func file_herald_v1_herald_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_herald_v1_herald_proto_goTypes = []any{
 	(Urgency)(0),                  // 0: herald.v1.Urgency
 	(*Message)(nil),               // 1: herald.v1.Message
-	(*RouteRequest)(nil),          // 2: herald.v1.RouteRequest
-	(*RouteResponse)(nil),         // 3: herald.v1.RouteResponse
-	(*RouteBatchRequest)(nil),     // 4: herald.v1.RouteBatchRequest
-	(*RouteResult)(nil),           // 5: herald.v1.RouteResult
-	(*RouteBatchResponse)(nil),    // 6: herald.v1.RouteBatchResponse
-	(*DeleteMessageRequest)(nil),  // 7: herald.v1.DeleteMessageRequest
-	(*DeleteMessageResponse)(nil), // 8: herald.v1.DeleteMessageResponse
-	(*DeliverRequest)(nil),        // 9: herald.v1.DeliverRequest
-	(*DeliverResponse)(nil),       // 10: herald.v1.DeliverResponse
-	(*DeliverBatchRequest)(nil),   // 11: herald.v1.DeliverBatchRequest
-	(*DeliverBatchResponse)(nil),  // 12: herald.v1.DeliverBatchResponse
-	(*EvictRequest)(nil),          // 13: herald.v1.EvictRequest
-	(*EvictResponse)(nil),         // 14: herald.v1.EvictResponse
-	nil,                           // 15: herald.v1.Message.HeadersEntry
-	nil,                           // 16: herald.v1.Message.TraceEntry
+	(*RateLimit)(nil),             // 2: herald.v1.RateLimit
+	(*RouteRequest)(nil),          // 3: herald.v1.RouteRequest
+	(*RouteResponse)(nil),         // 4: herald.v1.RouteResponse
+	(*RouteBatchRequest)(nil),     // 5: herald.v1.RouteBatchRequest
+	(*RouteResult)(nil),           // 6: herald.v1.RouteResult
+	(*RouteBatchResponse)(nil),    // 7: herald.v1.RouteBatchResponse
+	(*DeleteMessageRequest)(nil),  // 8: herald.v1.DeleteMessageRequest
+	(*DeleteMessageResponse)(nil), // 9: herald.v1.DeleteMessageResponse
+	(*DeliverRequest)(nil),        // 10: herald.v1.DeliverRequest
+	(*DeliverResponse)(nil),       // 11: herald.v1.DeliverResponse
+	(*DeliverBatchRequest)(nil),   // 12: herald.v1.DeliverBatchRequest
+	(*DeliverBatchResponse)(nil),  // 13: herald.v1.DeliverBatchResponse
+	(*EvictRequest)(nil),          // 14: herald.v1.EvictRequest
+	(*EvictResponse)(nil),         // 15: herald.v1.EvictResponse
+	nil,                           // 16: herald.v1.Message.HeadersEntry
+	nil,                           // 17: herald.v1.Message.TraceEntry
 }
 var file_herald_v1_herald_proto_depIdxs = []int32{
-	15, // 0: herald.v1.Message.headers:type_name -> herald.v1.Message.HeadersEntry
+	16, // 0: herald.v1.Message.headers:type_name -> herald.v1.Message.HeadersEntry
 	0,  // 1: herald.v1.Message.urgency:type_name -> herald.v1.Urgency
-	16, // 2: herald.v1.Message.trace:type_name -> herald.v1.Message.TraceEntry
+	17, // 2: herald.v1.Message.trace:type_name -> herald.v1.Message.TraceEntry
 	1,  // 3: herald.v1.RouteRequest.message:type_name -> herald.v1.Message
-	2,  // 4: herald.v1.RouteBatchRequest.requests:type_name -> herald.v1.RouteRequest
-	3,  // 5: herald.v1.RouteResult.response:type_name -> herald.v1.RouteResponse
-	5,  // 6: herald.v1.RouteBatchResponse.results:type_name -> herald.v1.RouteResult
-	1,  // 7: herald.v1.DeliverRequest.message:type_name -> herald.v1.Message
-	9,  // 8: herald.v1.DeliverBatchRequest.requests:type_name -> herald.v1.DeliverRequest
-	2,  // 9: herald.v1.Router.Route:input_type -> herald.v1.RouteRequest
-	4,  // 10: herald.v1.Router.RouteBatch:input_type -> herald.v1.RouteBatchRequest
-	7,  // 11: herald.v1.Router.DeleteMessage:input_type -> herald.v1.DeleteMessageRequest
-	9,  // 12: herald.v1.Gateway.Deliver:input_type -> herald.v1.DeliverRequest
-	11, // 13: herald.v1.Gateway.DeliverBatch:input_type -> herald.v1.DeliverBatchRequest
-	13, // 14: herald.v1.Gateway.Evict:input_type -> herald.v1.EvictRequest
-	3,  // 15: herald.v1.Router.Route:output_type -> herald.v1.RouteResponse
-	6,  // 16: herald.v1.Router.RouteBatch:output_type -> herald.v1.RouteBatchResponse
-	8,  // 17: herald.v1.Router.DeleteMessage:output_type -> herald.v1.DeleteMessageResponse
-	10, // 18: herald.v1.Gateway.Deliver:output_type -> herald.v1.DeliverResponse
-	12, // 19: herald.v1.Gateway.DeliverBatch:output_type -> herald.v1.DeliverBatchResponse
-	14, // 20: herald.v1.Gateway.Evict:output_type -> herald.v1.EvictResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	2,  // 4: herald.v1.RouteRequest.subscription_limit:type_name -> herald.v1.RateLimit
+	3,  // 5: herald.v1.RouteBatchRequest.requests:type_name -> herald.v1.RouteRequest
+	4,  // 6: herald.v1.RouteResult.response:type_name -> herald.v1.RouteResponse
+	6,  // 7: herald.v1.RouteBatchResponse.results:type_name -> herald.v1.RouteResult
+	1,  // 8: herald.v1.DeliverRequest.message:type_name -> herald.v1.Message
+	10, // 9: herald.v1.DeliverBatchRequest.requests:type_name -> herald.v1.DeliverRequest
+	3,  // 10: herald.v1.Router.Route:input_type -> herald.v1.RouteRequest
+	5,  // 11: herald.v1.Router.RouteBatch:input_type -> herald.v1.RouteBatchRequest
+	8,  // 12: herald.v1.Router.DeleteMessage:input_type -> herald.v1.DeleteMessageRequest
+	10, // 13: herald.v1.Gateway.Deliver:input_type -> herald.v1.DeliverRequest
+	12, // 14: herald.v1.Gateway.DeliverBatch:input_type -> herald.v1.DeliverBatchRequest
+	14, // 15: herald.v1.Gateway.Evict:input_type -> herald.v1.EvictRequest
+	4,  // 16: herald.v1.Router.Route:output_type -> herald.v1.RouteResponse
+	7,  // 17: herald.v1.Router.RouteBatch:output_type -> herald.v1.RouteBatchResponse
+	9,  // 18: herald.v1.Router.DeleteMessage:output_type -> herald.v1.DeleteMessageResponse
+	11, // 19: herald.v1.Gateway.Deliver:output_type -> herald.v1.DeliverResponse
+	13, // 20: herald.v1.Gateway.DeliverBatch:output_type -> herald.v1.DeliverBatchResponse
+	15, // 21: herald.v1.Gateway.Evict:output_type -> herald.v1.EvictResponse
+	16, // [16:22] is the sub-list for method output_type
+	10, // [10:16] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_herald_proto_init() }
@@ -1033,7 +1119,7 @@ func file_herald_v1_herald_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_herald_proto_rawDesc), len(file_herald_v1_herald_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/herald-push/herald/pkg/gwpool"
+	"github.com/herald-push/herald/pkg/ids"
 	"github.com/herald-push/herald/pkg/lease"
 	"github.com/herald-push/herald/pkg/logging"
 	"github.com/herald-push/herald/pkg/mozproto"
@@ -187,9 +189,10 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	keys := cfg.Redis.Keys()
 	leases := lease.New(rdb, keys, cfg.LeaseTTL)
 	gateways := lease.NewRegistry(rdb, keys)
-	pool := gwpool.New(grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
+	pool := gwpool.New(grpc.WithStatsHandler(tel.GRPCClientHandler(otelgrpc.NewClientHandler(otelgrpc.WithMeterProvider(telemetry.NoMeter)))))
 	defer pool.Close()
 	q := queue.New(rdb, keys, cfg.MaxQueueLen)
+	deletes := queue.NewDeleter(q, maxDeleteBatch)
 	hub, err := session.NewHub(session.Config{
 		EndpointURL: cfg.EndpointURL,
 		GatewayID:   cfg.ID,
@@ -200,7 +203,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 		MinPingInterval: cfg.MinPingInterval,
 		Broadcasts:      broadcasts,
-	}, st, q, leases, deliver.Evictor{Pool: pool}, tokens, log)
+	}, st, ackQueue{Queue: q, deletes: deletes}, leases, deliver.Evictor{Pool: pool}, tokens, log)
 	if err != nil {
 		return err
 	}
@@ -219,7 +222,10 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	httpconn.NewServer(httpCfg, conns, log).Register(uaMux)
 	sdk.Register(uaMux, cfg.Demo)
 	wsSrv := &http.Server{Handler: uaMux, ReadHeaderTimeout: 10 * time.Second}
-	grpcSrv := grpc.NewServer(grpc.StatsHandler(otelgrpc.NewServerHandler()))
+	// Stream workers: each call runs on a goroutine whose stack already grew, not on
+	// a fresh one that grows it again (DeliverBatch never blocks).
+	grpcSrv := grpc.NewServer(grpc.StatsHandler(tel.GRPCServerHandler(otelgrpc.NewServerHandler(otelgrpc.WithMeterProvider(telemetry.NoMeter)))),
+		grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))))
 	heraldv1.RegisterGatewayServer(grpcSrv, deliver.NewServer(hub))
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
@@ -244,7 +250,12 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := gateways.Announce(ctx, cfg.ID, advertise, cfg.LeaseTTL); err != nil {
 		return err
 	}
+	// The deletes outlive runCtx: acks keep coming while the drain closes user
+	// agents. They stop once the drain is over.
+	deletesCtx, stopDeletes := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDeletes()
 	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error { deletes.Run(deletesCtx); return nil })
 	g.Go(func() error { return service.Serve(wsSrv, wsLn) })
 	g.Go(func() error { return grpcSrv.Serve(grpcLn) })
 	g.Go(func() error { return service.Serve(adminSrv, adminLn) })
@@ -266,6 +277,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		// session hands back its lease as it ends. Routers meanwhile still reach
 		// this gateway for the connections that remain.
 		derr := conns.Drain(dctx, cfg.DrainWindow)
+		stopDeletes() // connections left past the deadline delete on their own
 		close(drained)
 		// 3. Stop intake and leave the registry.
 		_ = wsSrv.Shutdown(dctx) // the connections are gone; this closes listeners and idle requests
@@ -281,6 +293,21 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// maxDeleteBatch bounds the acknowledged messages' deletes in one Redis pipeline.
+const maxDeleteBatch = 256
+
+// ackQueue is the queue as sessions use it: their deletes, mostly acks, go through
+// the gateway's Deleter, in one pipeline with those of every other connection.
+type ackQueue struct {
+	*queue.Queue
+	deletes *queue.Deleter
+}
+
+// Delete deletes in the next pipeline, and returns when it ran.
+func (q ackQueue) Delete(ctx context.Context, u ids.UAID, entryIDs ...string) (int64, error) {
+	return q.deletes.Delete(ctx, u, entryIDs...)
 }
 
 // renewLeases renews the leases of every connected user agent every third of the

@@ -30,19 +30,28 @@ func NewServer(hub *session.Hub) *Server { return &Server{hub: hub} }
 // Deliver queues a live message to its user agent's connection, if that connection
 // is here and still holds the epoch the router read.
 func (s *Server) Deliver(_ context.Context, req *heraldv1.DeliverRequest) (*heraldv1.DeliverResponse, error) {
+	accepted, err := s.deliver(req)
+	if err != nil {
+		return nil, err
+	}
+	return &heraldv1.DeliverResponse{Accepted: accepted}, nil
+}
+
+// deliver is Deliver without a response to allocate, for DeliverBatch.
+func (s *Server) deliver(req *heraldv1.DeliverRequest) (bool, error) {
 	m := req.GetMessage()
 	if m == nil {
-		return nil, status.Error(codes.InvalidArgument, "message is required")
+		return false, status.Error(codes.InvalidArgument, "message is required")
 	}
 	u, err := ids.ParseUAID(m.GetUaid())
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, "bad uaid")
+		return false, status.Error(codes.InvalidArgument, "bad uaid")
 	}
 	sess, ok := s.hub.Lookup(u)
 	if !ok || sess.Epoch() != req.GetEpoch() {
-		return &heraldv1.DeliverResponse{Accepted: false}, nil
+		return false, nil
 	}
-	return &heraldv1.DeliverResponse{Accepted: sess.Offer(m)}, nil
+	return sess.Offer(m), nil
 }
 
 // Evict closes the user agent's connection here if a newer one took it over.

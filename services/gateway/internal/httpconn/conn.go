@@ -2,7 +2,6 @@ package httpconn
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"time"
 
@@ -22,8 +21,9 @@ import (
 type conn struct {
 	srv   *Server
 	token string
+	// uc takes the frames the user agent sends (nil in tests of the log alone).
+	uc *uaconn.Conn
 
-	frames chan uaconn.Frame
 	// done is closed by Close, after code is set.
 	done chan struct{}
 	code int
@@ -57,14 +57,14 @@ type reader struct {
 	stop chan struct{}
 }
 
-func newConn(srv *Server, token string) *conn {
+func newConn(srv *Server, token string, uc *uaconn.Conn) *conn {
 	c := &conn{
-		srv:    srv,
-		token:  token,
-		frames: make(chan uaconn.Frame),
-		done:   make(chan struct{}),
-		grown:  make(chan struct{}),
-		room:   make(chan struct{}, 1),
+		srv:   srv,
+		token: token,
+		uc:    uc,
+		done:  make(chan struct{}),
+		grown: make(chan struct{}),
+		room:  make(chan struct{}, 1),
 	}
 	c.idle = time.AfterFunc(srv.cfg.IdleTimeout, c.expire)
 	return c
@@ -80,22 +80,19 @@ func (c *conn) expire() {
 	}
 }
 
-// lost tells the loop that the transport gave up on the user agent.
+// lost tells the connection that the transport gave up on the user agent. The
+// connection may have ended already: then it has no more use for it.
 func (c *conn) lost(code int) {
-	select {
-	case c.frames <- uaconn.Frame{Close: code}:
-	case <-c.done:
+	if c.uc != nil {
+		c.uc.Frame(context.Background(), uaconn.Frame{Close: code})
 	}
 }
-
-// Frames implements uaconn.Transport.
-func (c *conn) Frames() <-chan uaconn.Frame { return c.frames }
 
 // Send implements uaconn.Transport: it appends a frame to the log. A user agent
 // whose log stays full (Backlog notifications not acknowledged) for the write
 // timeout is a slow consumer.
 func (c *conn) Send(ctx context.Context, v any) error {
-	b, err := json.Marshal(v)
+	b, err := mozproto.Marshal(v)
 	if err != nil {
 		return err
 	}
@@ -215,8 +212,8 @@ func (c *conn) read(pos uint64) ([]event, uint64, <-chan struct{}) {
 }
 
 // acked removes acknowledged notifications from the log. It runs as the ack
-// arrives, before the loop deletes them from the queue: a loop waiting for room in
-// a full log must not wait for the frame behind it.
+// arrives, before the connection deletes them from the queue: a connection
+// waiting for room in a full log must not wait for the frame behind it.
 func (c *conn) acked(updates []mozproto.Update) {
 	if len(updates) == 0 {
 		return
@@ -247,27 +244,27 @@ func (c *conn) signalRoom() {
 	}
 }
 
-// post hands a frame to the loop and waits for its replies. closed reports that
-// the connection ended instead, with code.
+// post hands a frame to the connection and waits for its replies. closed reports
+// that the connection ended instead, with code.
 func (c *conn) post(ctx context.Context, f uaconn.Frame) (replies []any, code int, closed bool, err error) {
 	answer := make(chan []any, 1)
 	f.Answer = func(r []any) { answer <- r }
-	select {
-	case c.frames <- f:
-	case <-c.done:
+	if !c.uc.Frame(ctx, f) {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, false, err
+		}
+		<-c.done // the connection ended, and closes its transport next
 		return nil, c.code, true, nil
-	case <-ctx.Done():
-		return nil, 0, false, ctx.Err()
 	}
 	if f.Close != 0 {
-		<-c.done // the loop ends the connection at once
+		<-c.done // the connection ends at once
 		return nil, c.code, true, nil
 	}
 	select {
 	case r := <-answer:
 		return r, 0, false, nil
 	case <-c.done:
-		// The loop answers before it closes: an answer that raced the close wins.
+		// The connection answers before it closes: an answer that raced the close wins.
 		select {
 		case r := <-answer:
 			return r, 0, false, nil

@@ -16,7 +16,7 @@ func testConn(t *testing.T, backlog int, writeTimeout time.Duration) *conn {
 	t.Helper()
 	s := NewServer(Config{ReadLimit: 1 << 16, IdleTimeout: time.Hour, PollTimeout: time.Second, Keepalive: time.Second,
 		Backlog: backlog, WriteTimeout: writeTimeout}, nil, slog.New(slog.DiscardHandler))
-	c := newConn(s, newToken())
+	c := newConn(s, newToken(), nil)
 	t.Cleanup(func() { c.Close(context.Background(), mozproto.CloseGoingAway) })
 	return c
 }

@@ -136,11 +136,11 @@ func (s *Server) hello(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "draining", http.StatusServiceUnavailable)
 		return
 	}
-	c := newConn(s, newToken())
+	c := newConn(s, newToken(), uc)
 	s.remember(c)
 	// The connection outlives this request; uaconn.Server owns it, and a drain
 	// ends it.
-	go uc.Serve(context.WithoutCancel(r.Context()), c)
+	uc.Serve(context.WithoutCancel(r.Context()), c)
 	replies, code, closed, err := c.post(r.Context(), uaconn.Frame{Msg: m})
 	switch {
 	case err != nil:

@@ -57,7 +57,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			writeEvent(&buf, e.id, e.data)
 		}
 		if code, closed := c.closed(); closed {
-			// What the loop sent before it closed is in the log by now.
+			// What the connection sent before it closed is in the log by now.
 			events, _, _ := c.read(pos)
 			for _, e := range events {
 				writeEvent(&buf, e.id, e.data)

@@ -105,6 +105,7 @@ func (s *Session) hold(id string) {
 		s.release = &releaseScan{}
 		select {
 		case s.resync <- struct{}{}:
+			s.wake()
 		default:
 		}
 	}
@@ -167,15 +168,33 @@ func notification(ch ids.ChannelID, version string, data []byte, headers map[str
 		return n
 	}
 	n.Data = base64.RawURLEncoding.EncodeToString(data)
+	if !hasParams(headers) {
+		n.Headers = headers // aes128gcm: nothing to strip, and nothing changes the map
+		return n
+	}
 	n.Headers = make(map[string]string, len(headers))
 	for k, v := range headers {
-		switch k {
-		case "encryption", "crypto_key", "encryption_key":
+		if isParamHeader(k) {
 			v = stripParams(v)
 		}
 		n.Headers[k] = v
 	}
 	return n
+}
+
+// isParamHeader reports whether header k carries aesgcm parameters, which
+// notification strips.
+func isParamHeader(k string) bool {
+	return k == "encryption" || k == "crypto_key" || k == "encryption_key"
+}
+
+func hasParams(headers map[string]string) bool {
+	for k := range headers {
+		if isParamHeader(k) {
+			return true
+		}
+	}
+	return false
 }
 
 // stripParams removes double quotes, and the '=' padding at the end of each

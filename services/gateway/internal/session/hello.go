@@ -34,7 +34,10 @@ import (
 // Channels the server holds but the hello does not list stay: the server wins.
 // A new uaid is stored only at its first register, so that browsers that connect
 // without subscriptions (Firefox does, for broadcasts) leave nothing behind.
-func (h *Hub) Hello(ctx context.Context, m mozproto.ClientMessage) (*Session, mozproto.HelloReply, error) {
+//
+// wake (nil: none) is called whenever the session's Inbox, Resync or Kicked has
+// something for the connection; it must not block.
+func (h *Hub) Hello(ctx context.Context, m mozproto.ClientMessage, wake func()) (*Session, mozproto.HelloReply, error) {
 	if m.Type != mozproto.TypeHello {
 		return nil, mozproto.HelloReply{}, fmt.Errorf("%w: %s before hello", ErrProtocol, m.Type)
 	}
@@ -59,6 +62,10 @@ func (h *Hub) Hello(ctx context.Context, m mozproto.ClientMessage) (*Session, mo
 		inbox:    make(chan *heraldv1.Message, h.cfg.InboxSize),
 		resync:   make(chan struct{}, 1),
 		kicked:   make(chan struct{}),
+		wake:     wake,
+	}
+	if s.wake == nil {
+		s.wake = func() {}
 	}
 	s.minUrgency.Store(int32(minUrgency))
 	for _, sub := range subs {

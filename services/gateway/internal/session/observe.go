@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/herald-push/herald/pkg/msgtrace"
+	"github.com/herald-push/herald/pkg/telemetry"
 )
 
 // maxTracked bounds the sent, unacknowledged messages a session remembers for the
@@ -18,14 +19,21 @@ const maxTracked = 1024
 
 // hubMetrics are the session instruments (names per docs/observability.md).
 type hubMetrics struct {
-	sessions  metric.Int64UpDownCounter
-	messages  metric.Int64Counter
-	delivery  metric.Float64Histogram
-	waited    metric.Float64Histogram
-	tracer    trace.Tracer
-	sentAttr  metric.MeasurementOption
-	ackedAttr metric.MeasurementOption
+	sessions metric.Int64UpDownCounter
+	messages metric.Int64Counter
+	delivery metric.Float64Histogram
+	waited   metric.Float64Histogram
+	tracer   trace.Tracer
+	// tracing is false when tracer is the no-op one of a gateway with tracing off:
+	// the send and ack spans are then not started at all.
+	tracing bool
 }
+
+// Outcomes of herald.gateway.messages.
+var (
+	outcomeSent  = telemetry.NewAttrs(attribute.String("outcome", "sent"))
+	outcomeAcked = telemetry.NewAttrs(attribute.String("outcome", "acked"))
+)
 
 // sentMessage is what a session remembers of a stored message it sent.
 type sentMessage struct {
@@ -35,11 +43,8 @@ type sentMessage struct {
 
 func newHubMetrics() (*hubMetrics, error) {
 	m := otel.GetMeterProvider().Meter("herald/gateway")
-	hm := &hubMetrics{
-		tracer:    msgtrace.Tracer("gateway"),
-		sentAttr:  metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "sent"))),
-		ackedAttr: metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "acked"))),
-	}
+	hm := &hubMetrics{tracer: msgtrace.Tracer("gateway")}
+	hm.tracing = msgtrace.Recording(hm.tracer)
 	var err error
 	if hm.sessions, err = m.Int64UpDownCounter("herald.gateway.user_agents", metric.WithUnit("{user_agent}"),
 		metric.WithDescription("User agents identified (hello) and connected to this gateway")); err != nil {
@@ -64,13 +69,15 @@ func newHubMetrics() (*hubMetrics, error) {
 // time it waited, and for a stored one what the ack needs.
 func (s *Session) noteSent(ctx context.Context, id string, stored bool, received time.Time, carrier map[string]string) {
 	m := s.hub.metrics
-	m.messages.Add(ctx, 1, m.sentAttr)
+	m.messages.Add(ctx, 1, outcomeSent.AddOptions()...)
 	if !received.IsZero() {
 		m.waited.Record(ctx, s.hub.now().Sub(received).Seconds())
 	}
-	_, span := msgtrace.Start(ctx, m.tracer, "gateway.send", carrier, msgtrace.MessageID.String(id), msgtrace.UAID.String(s.uaid.String()))
-	span.AddEvent("delivered")
-	span.End()
+	if m.tracing {
+		_, span := msgtrace.Start(ctx, m.tracer, "gateway.send", carrier, msgtrace.MessageID.String(id), msgtrace.UAID.String(s.uaid.String()))
+		span.AddEvent("delivered")
+		span.End()
+	}
 	if stored && len(s.inflight) < maxTracked {
 		if s.inflight == nil {
 			s.inflight = make(map[string]sentMessage)
@@ -83,7 +90,7 @@ func (s *Session) noteSent(ctx context.Context, id string, stored bool, received
 // under each message's trace.
 func (s *Session) noteAcked(ctx context.Context, ids []string) {
 	m := s.hub.metrics
-	m.messages.Add(ctx, int64(len(ids)), m.ackedAttr)
+	m.messages.Add(ctx, int64(len(ids)), outcomeAcked.AddOptions()...)
 	now := s.hub.now()
 	for _, id := range ids {
 		sm, ok := s.inflight[id]
@@ -94,7 +101,7 @@ func (s *Session) noteAcked(ctx context.Context, ids []string) {
 		if !sm.received.IsZero() {
 			m.delivery.Record(ctx, now.Sub(sm.received).Seconds())
 		}
-		if sm.trace != nil {
+		if sm.trace != nil && m.tracing {
 			_, span := msgtrace.Start(ctx, m.tracer, "gateway.ack", sm.trace, msgtrace.MessageID.String(id), msgtrace.UAID.String(s.uaid.String()))
 			span.AddEvent("acked")
 			span.End()

@@ -19,8 +19,8 @@ import (
 )
 
 // Session is an identified user agent on this gateway. Its methods other than Offer,
-// Kick, Kicked, KickReason, Epoch and UAID must be called from one goroutine, the
-// transport's.
+// Kick, Kicked, KickReason, Epoch and UAID must not be called concurrently: the
+// connection calls them one at a time, from whichever goroutine handles its events.
 type Session struct {
 	hub   *Hub
 	uaid  ids.UAID
@@ -54,6 +54,9 @@ type Session struct {
 
 	inbox  chan *heraldv1.Message
 	resync chan struct{}
+	// wake tells the connection that Inbox, Resync or Kicked has something; it
+	// must not block.
+	wake func()
 
 	kickOnce   sync.Once
 	kicked     chan struct{}
@@ -74,7 +77,9 @@ func (s *Session) UAID() ids.UAID { return s.uaid }
 // Epoch returns the ownership epoch this session claimed.
 func (s *Session) Epoch() uint64 { return s.epoch }
 
-// Inbox delivers live messages offered by routers.
+// Inbox delivers live messages offered by routers. The session's wake function is
+// called after each, as after a Resync or a Kick: the connection waits on no
+// channel, and learns of them that way.
 func (s *Session) Inbox() <-chan *heraldv1.Message { return s.inbox }
 
 // Resync fires when live messages were dropped for lack of room, and the transport
@@ -93,6 +98,7 @@ func (s *Session) Kick(code int) {
 		s.kickReason = code
 		close(s.kicked)
 	})
+	s.wake()
 }
 
 // Offer hands a live message to the session. It never blocks: when the inbox is
@@ -105,6 +111,7 @@ func (s *Session) Offer(m *heraldv1.Message) bool {
 	}
 	select {
 	case s.inbox <- m:
+		s.wake()
 		return true
 	default:
 	}
@@ -113,6 +120,7 @@ func (s *Session) Offer(m *heraldv1.Message) bool {
 	}
 	select {
 	case s.resync <- struct{}{}:
+		s.wake()
 	default: // a resync is already pending
 	}
 	return true

@@ -198,7 +198,7 @@ func newWorld(t *testing.T) *world {
 func (w *world) hello(t *testing.T, m mozproto.ClientMessage) (*Session, mozproto.HelloReply) {
 	t.Helper()
 	m.Type = mozproto.TypeHello
-	s, r, err := w.hub.Hello(context.Background(), m)
+	s, r, err := w.hub.Hello(context.Background(), m, nil)
 	if err != nil {
 		t.Fatalf("hello: %v", err)
 	}
@@ -289,7 +289,7 @@ func TestHelloReconciliation(t *testing.T) {
 		}
 	})
 	t.Run("not hello first", func(t *testing.T) {
-		_, _, err := w.hub.Hello(context.Background(), mozproto.ClientMessage{Type: mozproto.TypeRegister})
+		_, _, err := w.hub.Hello(context.Background(), mozproto.ClientMessage{Type: mozproto.TypeRegister}, nil)
 		if !errors.Is(err, ErrProtocol) {
 			t.Fatalf("register before hello: %v, want ErrProtocol", err)
 		}
@@ -493,5 +493,43 @@ func TestNotificationHeaders(t *testing.T) {
 	}
 	if n.Data != "AQID" {
 		t.Errorf("data %q", n.Data)
+	}
+	// aes128gcm's headers have nothing to strip, and go as they are.
+	n = notification(ids.NewChannelID(), "1-0", []byte{1}, map[string]string{"encoding": "aes128gcm"}, 60)
+	if len(n.Headers) != 1 || n.Headers["encoding"] != "aes128gcm" {
+		t.Errorf("aes128gcm headers %v", n.Headers)
+	}
+}
+
+// TestEventsWakeTheConnection checks that what the connection must handle, and
+// waits on no channel for, calls the wake function Hello was given.
+func TestEventsWakeTheConnection(t *testing.T) {
+	w := newWorld(t)
+	var woken int
+	s, _, err := w.hub.Hello(context.Background(), mozproto.ClientMessage{Type: mozproto.TypeHello}, func() { woken++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := ids.NewChannelID()
+	register(t, s, ch.String(), "")
+	for i := range 4 { // the inbox holds 4
+		if !s.Offer(&heraldv1.Message{ChannelId: ch.String(), Id: "u" + string(rune('0'+i))}) {
+			t.Fatal("an offer with room refused")
+		}
+	}
+	if woken != 4 {
+		t.Fatalf("woken %d times by 4 messages", woken)
+	}
+	if !s.Offer(&heraldv1.Message{ChannelId: ch.String(), Id: "1-0", Stored: true}) || woken != 5 {
+		t.Fatalf("a stored message past the inbox's room: woken %d times, want a resync's wake", woken)
+	}
+	s.Kick(mozproto.CloseTakenOver)
+	if woken != 6 {
+		t.Fatalf("a kick did not wake the connection (%d)", woken)
+	}
+	select {
+	case <-s.Kicked():
+	default:
+		t.Fatal("Kicked not closed")
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/herald-push/herald/pkg/telemetry"
 )
 
 // serverMetrics are the connection instruments (names per docs/observability.md),
@@ -16,14 +18,26 @@ type serverMetrics struct {
 }
 
 func (serverMetrics) transportAttr(transport string) metric.MeasurementOption {
-	return metric.WithAttributes(attribute.String("transport", transport))
+	return transportSets.Get(transport).Option()
 }
 
 // closeAttrs are the attributes of a closed connection: its transport, and the
 // reason (the close code's name).
 func (serverMetrics) closeAttrs(transport string, code int) metric.MeasurementOption {
-	return metric.WithAttributes(attribute.String("transport", transport), attribute.String("reason", CloseReason(code)))
+	return closeSets.Get(closeKey{transport, CloseReason(code)}).Option()
 }
+
+// The attribute sets of connections, each built once.
+var (
+	transportSets = telemetry.NewAttrCache(func(transport string) []attribute.KeyValue {
+		return []attribute.KeyValue{attribute.String("transport", transport)}
+	})
+	closeSets = telemetry.NewAttrCache(func(k closeKey) []attribute.KeyValue {
+		return []attribute.KeyValue{attribute.String("transport", k.transport), attribute.String("reason", k.reason)}
+	})
+)
+
+type closeKey struct{ transport, reason string }
 
 // registerMetrics creates the counters and the gauges read from s: open connections
 // and whether a drain is under way.

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/herald-push/herald/pkg/mozproto"
 	"github.com/herald-push/herald/services/gateway/internal/session"
+	"github.com/herald-push/herald/services/gateway/internal/workers"
 )
 
 // Config holds the settings every transport shares.
@@ -40,6 +42,9 @@ type Server struct {
 	hub *session.Hub
 	log *slog.Logger
 
+	// workers handle the events of connections (see Serve).
+	workers *workers.Pool
+
 	mu      sync.Mutex
 	conns   map[*Conn]struct{}
 	closing bool
@@ -47,24 +52,54 @@ type Server struct {
 	metrics serverMetrics
 }
 
+// maxWorkers bounds the Server's workers: at most that many stacks grown for
+// handling events stay after a burst. Events beyond it are handled on goroutines
+// of their own, as fast, but each grows a stack.
+const maxWorkers = 128
+
 // NewServer returns a Server.
 func NewServer(cfg Config, hub *session.Hub, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, hub: hub, log: log, conns: map[*Conn]struct{}{}}
+	s := &Server{cfg: cfg, hub: hub, log: log, conns: map[*Conn]struct{}{}, workers: workers.New(maxWorkers)}
 	if err := s.registerMetrics(); err != nil {
 		return nil, fmt.Errorf("connection metrics: %w", err)
 	}
 	return s, nil
 }
 
-// Conn is one connection of a user agent, tracked from Open until its Serve (or
-// Abandon) returns.
+// Conn is one connection of a user agent, tracked from Open until it ends (or is
+// Abandoned). See Serve for how it runs.
 type Conn struct {
 	srv       *Server
 	transport string
-	log       *slog.Logger
 
-	goAwayOnce sync.Once
-	goAway     chan struct{}
+	// state is asleep, running or again (see Serve); process is run, as a func
+	// value made once, which hands it to a worker without allocating.
+	state   atomic.Int32
+	process func()
+	// frames holds the frame a transport handed over until the connection takes it.
+	frames chan *Frame
+	// ended is closed when the connection ends.
+	ended chan struct{}
+	// Events that wake the connection, besides frames and its session's.
+	goAway    atomic.Bool
+	helloLate atomic.Bool
+	idleDue   atomic.Bool
+
+	// Set by Serve.
+	ctx     context.Context
+	t       Transport
+	stopCtx func() bool
+
+	// The fields below belong to run.
+	log        *slog.Logger
+	sess       *session.Session
+	helloTimer *time.Timer
+	// idleTimer, when a user agent has nothing to receive, fires at idleAt (zero
+	// when not armed), when it is told not to come back until it has something to
+	// send.
+	idleTimer *time.Timer
+	idleAt    time.Time
+	over      bool
 }
 
 // Open admits a new connection of the named transport ("websocket", "http"). It
@@ -76,7 +111,17 @@ func (s *Server) Open(transport string) (*Conn, bool) {
 	if s.closing {
 		return nil, false
 	}
-	c := &Conn{srv: s, transport: transport, log: s.log.With("transport", transport), goAway: make(chan struct{})}
+	c := &Conn{
+		srv:       s,
+		transport: transport,
+		log:       s.log.With("transport", transport),
+		frames:    make(chan *Frame, 1),
+		ended:     make(chan struct{}),
+	}
+	c.process = c.run
+	// Running until Serve has set the connection up: an event before that (a drain)
+	// is handled after it.
+	c.state.Store(running)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return c, true
@@ -92,15 +137,10 @@ func (s *Server) forget(c *Conn) {
 	s.wg.Done()
 }
 
-// Serve runs the protocol over t until the connection ends, closes t with the close
-// code, and forgets the connection. Serve returns once hello is answered: the
-// connection goes on on goroutines of its own (see loop), and Drain waits for it.
-func (c *Conn) Serve(ctx context.Context, t Transport) {
-	c.srv.metrics.opened.Add(ctx, 1, c.srv.metrics.transportAttr(c.transport))
-	c.serve(ctx, t)
+func (c *Conn) sayGoAway() {
+	c.goAway.Store(true)
+	c.wake()
 }
-
-func (c *Conn) sayGoAway() { c.goAwayOnce.Do(func() { close(c.goAway) }) }
 
 // Len returns the number of open connections, identified or not.
 func (s *Server) Len() int {
@@ -111,7 +151,7 @@ func (s *Server) Len() int {
 
 // Drain refuses new connections and closes the open ones with "going away", spread
 // evenly over window so that they do not all reconnect elsewhere at once. It returns
-// when every connection has ended or ctx is done.
+// when every connection has ended, and the workers with them, or when ctx is done.
 func (s *Server) Drain(ctx context.Context, window time.Duration) error {
 	s.mu.Lock()
 	s.closing = true
@@ -138,6 +178,8 @@ func (s *Server) Drain(ctx context.Context, window time.Duration) error {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		// No connection is left to hand the workers an event.
+		s.workers.Close()
 		return nil
 	case <-ctx.Done():
 		return errors.New("drain: connections still open at the deadline")

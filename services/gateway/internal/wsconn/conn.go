@@ -2,7 +2,6 @@ package wsconn
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -17,10 +16,10 @@ import (
 
 // conn is one WebSocket connection: the uaconn.Transport of the protocol over it.
 //
-// An idle connection costs one goroutine here, the reader, besides uaconn's loop:
-// goroutine stacks are most of a gateway's memory per connection. A writer
-// goroutine runs only while frames are queued, and a ping's round trip runs on the
-// goroutine of its timer.
+// An idle connection costs one goroutine, the reader (uaconn runs none while the
+// connection is idle): goroutine stacks are most of a gateway's memory per
+// connection. A writer goroutine runs only while frames are queued, and a ping's
+// round trip runs on the goroutine of its timer.
 type conn struct {
 	cfg Config
 	log *slog.Logger
@@ -33,14 +32,13 @@ type conn struct {
 	// cancelled: a cancellable context costs each blocked call a context.AfterFunc.
 	// Closing netConn is what ends a blocked read, write or ping.
 	ioCtx context.Context
+	// uc takes the frames the user agent sends.
+	uc *uaconn.Conn
 
-	frames chan uaconn.Frame
 	// dequeued gets a token when the writer takes a frame off a full queue.
 	dequeued chan struct{}
 	// writeFailed is closed by the writer when a write fails or times out.
 	writeFailed chan struct{}
-	// closing is closed when Close begins: goroutines stop handing the loop frames.
-	closing chan struct{}
 
 	// mu guards the fields below, and orders starting a goroutine (wg.Add) before
 	// Close's wg.Wait.
@@ -68,9 +66,6 @@ func (c *conn) start() {
 	c.mu.Unlock()
 }
 
-// Frames implements uaconn.Transport.
-func (c *conn) Frames() <-chan uaconn.Frame { return c.frames }
-
 // Close implements uaconn.Transport: it flushes what is queued (not to a slow
 // consumer), sends the close frame, and drops the TCP connection once the peer
 // answered or the linger passed, whichever comes first.
@@ -93,7 +88,6 @@ func (c *conn) Close(_ context.Context, code int) {
 	c.closed = true
 	c.pinger.Stop() // a ping under way sees closed, or ends when netConn does
 	c.mu.Unlock()
-	close(c.closing)
 	status, reason := closeStatus(code)
 	linger := time.AfterFunc(c.cfg.CloseLinger, func() {
 		_ = c.netConn.Close() // unblocks Close below; the error only says it was closed
@@ -106,9 +100,9 @@ func (c *conn) Close(_ context.Context, code int) {
 
 // Send implements uaconn.Transport: it queues one frame for the writer. A user
 // agent whose queue stays full for the write timeout is a slow consumer. Only the
-// connection's loop calls Send, never concurrently with itself or Close.
+// connection (uaconn) calls Send, never concurrently with itself or Close.
 func (c *conn) Send(ctx context.Context, v any) error {
-	b, err := json.Marshal(v)
+	b, err := mozproto.Marshal(v)
 	if err != nil {
 		return err
 	}
@@ -168,6 +162,9 @@ func (c *conn) write() {
 		if len(c.out) == 0 {
 			c.out = nil // give the backing array back
 			c.writing = false
+			// No deadline for what others write (pings, the close frame) until
+			// the next writer, which starts under c.mu.
+			_ = c.netConn.SetWriteDeadline(time.Time{}) // fails only once closed
 			c.mu.Unlock()
 			return
 		}
@@ -179,9 +176,10 @@ func (c *conn) write() {
 		case c.dequeued <- struct{}{}:
 		default: // a token is already waiting, or nobody waits
 		}
-		wctx, cancel := context.WithTimeout(c.ioCtx, c.cfg.WriteTimeout)
-		err := c.ws.Write(wctx, websocket.MessageText, b)
-		cancel()
+		// A deadline on the socket, not a context: the library would give a
+		// cancellable context a timer and an AfterFunc on every write.
+		_ = c.netConn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout)) // fails only once closed
+		err := c.ws.Write(c.ioCtx, websocket.MessageText, b)
 		if err != nil {
 			close(c.writeFailed)
 			c.lost(mozproto.CloseSlowConsumer)
@@ -190,12 +188,10 @@ func (c *conn) write() {
 	}
 }
 
-// lost tells the loop that the transport gave up on the user agent.
+// lost tells the connection that the transport gave up on the user agent. The
+// connection may have ended already: then it has no more use for it.
 func (c *conn) lost(code int) {
-	select {
-	case c.frames <- uaconn.Frame{Close: code}:
-	case <-c.closing:
-	}
+	c.uc.Frame(c.ioCtx, uaconn.Frame{Close: code})
 }
 
 // read parses frames until the socket fails or the connection closes.
@@ -210,21 +206,12 @@ func (c *conn) read() {
 			c.log.Debug("protocol error", "err", "binary frame")
 			f.Close = mozproto.CloseProtocolError
 		default:
-			// Parsing JSON is deep: done on the reader's own stack, it would hold
-			// that stack for the connection's life (see onFreshStack).
-			onFreshStack(func() {
-				if f.Msg, err = mozproto.Parse(data); err != nil {
-					f.Close = c.readErrorCode(err)
-				}
-			})
+			// Parsed by uaconn, on a worker: parsing JSON is deep, and done on the
+			// reader's own stack it would hold that stack for the connection's life.
+			f.Data = data
 		}
-		select {
-		case c.frames <- f:
-		case <-c.closing:
-			return
-		}
-		if f.Close != 0 {
-			return
+		if !c.uc.Frame(c.ioCtx, f) || f.Close != 0 {
+			return // the connection ended, or ends with this frame
 		}
 	}
 }
@@ -260,9 +247,6 @@ func (c *conn) ping() {
 // readErrorCode maps a read failure to the close code to answer with.
 func (c *conn) readErrorCode(err error) int {
 	switch {
-	case errors.Is(err, mozproto.ErrMalformed), errors.Is(err, mozproto.ErrUnknownType):
-		c.log.Debug("protocol error", "err", err)
-		return mozproto.CloseProtocolError
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		c.log.Debug("frame over the read limit")
 		return mozproto.CloseTooBig

@@ -60,8 +60,8 @@ func NewServer(cfg Config, conns *uaconn.Server, log *slog.Logger) *Server {
 	return &Server{cfg: cfg, conns: conns, log: log}
 }
 
-// ServeHTTP upgrades the request and runs the connection on its own goroutines;
-// it returns once the connection is set up.
+// ServeHTTP upgrades the request and sets the connection up: it runs on the
+// reader's goroutine and uaconn's workers once this returns.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	uc, ok := s.conns.Open("websocket")
 	if !ok {
@@ -92,13 +92,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws:          ws,
 		netConn:     hw.conn,
 		ioCtx:       ctx,
-		frames:      make(chan uaconn.Frame),
+		uc:          uc,
 		dequeued:    make(chan struct{}, 1),
 		writeFailed: make(chan struct{}),
-		closing:     make(chan struct{}),
 	}
+	uc.Serve(ctx, c)
 	c.start()
-	go uc.Serve(ctx, c)
 }
 
 // closeStatus maps a close code to a websocket.StatusCode with a short reason.

@@ -1,5 +1,6 @@
-// Package app wires ingest: configuration, Postgres, Redis (rate limits), the router
-// client, the HTTP API for application servers, and the drain.
+// Package app wires ingest: configuration, Postgres, Redis (the VAPID key rate
+// limit; the router counts the subscription limit), the router client, the HTTP API
+// for application servers, and the drain.
 package app
 
 import (
@@ -157,7 +158,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	defer rdb.Close()
 	cc, err := grpc.NewClient(cfg.RouterAddr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+		grpc.WithStatsHandler(tel.GRPCClientHandler(otelgrpc.NewClientHandler(otelgrpc.WithMeterProvider(telemetry.NoMeter)))),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
 	if err != nil {
 		return fmt.Errorf("router client: %w", err)
@@ -187,10 +188,12 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		MaxBody:   cfg.MaxBody,
 		Timeout:   cfg.Timeout,
 		MoreInfo:  cfg.ErrorsURL,
+		// Counted by the router, where it stores the message.
+		SubscriptionLimit: cfg.RateLimit.Subscription,
 	}, tokens, subcache.New(st, cfg.subCacheTTL(), subCacheSize), routes,
 		vapid.NewVerifier(cfg.VAPIDCache, vapid.VerifierOptions{Leeway: time.Minute}),
 		ratelimit.New(rdb, cfg.Redis.Keys(), cfg.RateLimit), log)
-	srv, err := cfg.HTTP.newServer(webpush.Instrument(api))
+	srv, err := cfg.HTTP.newServer(webpush.Instrument(api, tel.Meter, tel.Tracing()))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,11 @@
-// Package ratelimit counts the messages ingest accepts, per subscription and per
-// VAPID key, in Redis, so that a limit holds however many ingest replicas share the
-// traffic.
+// Package ratelimit holds ingest's rate limits, per subscription and per VAPID key,
+// and counts the messages signed with each VAPID key in Redis, so that a limit
+// holds however many ingest replicas share the traffic.
+//
+// The per-subscription limit is ingest's policy, but the router counts it (package
+// queue, Limit), in the same Redis script that stores the message, whose keys share
+// the subscription's hash slot: a message costs ingest no Redis call of its own.
+// A VAPID key's count spans many user agents, so no such script holds it.
 package ratelimit
 
 import (
@@ -17,7 +22,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/herald-push/herald/pkg/ids"
 	"github.com/herald-push/herald/pkg/rkey"
 )
 
@@ -99,7 +103,8 @@ func (l *Limit) Set(s string) error {
 
 // Config holds the limits.
 type Config struct {
-	// Subscription limits the messages accepted for one push endpoint.
+	// Subscription limits the messages accepted for one push endpoint. Ingest
+	// passes it with each message, and the router counts it.
 	Subscription Limit
 	// VAPIDKey limits the messages accepted under one application server key,
 	// over all its subscriptions. Messages without VAPID are not counted.
@@ -113,8 +118,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.VAPIDKey, "rate-limit-vapid-key", "messages accepted per VAPID key over all its subscriptions, as <count>/<period>; 0 for no limit")
 }
 
-// Limiter counts messages against the configured limits. It is safe for
-// concurrent use.
+// Limiter counts messages against the VAPID key limit (the subscription limit is
+// the router's to count). It is safe for concurrent use.
 type Limiter struct {
 	rdb  redis.Scripter
 	keys rkey.Keys
@@ -126,18 +131,9 @@ func New(rdb redis.Scripter, keys rkey.Keys, cfg Config) *Limiter {
 	return &Limiter{rdb: rdb, keys: keys, cfg: cfg}
 }
 
-// Subscription counts one message for channel ch of user agent u. It returns 0
-// if the message is allowed, else how long until one would be (and then counts
-// nothing).
-func (l *Limiter) Subscription(ctx context.Context, u ids.UAID, ch ids.ChannelID) (time.Duration, error) {
-	if !l.cfg.Subscription.Enabled() {
-		return 0, nil
-	}
-	return l.allow(ctx, l.keys.RateSubscription(u, ch), l.cfg.Subscription)
-}
-
 // VAPIDKey counts one message signed with an application server's public key
-// (the 65-byte point), like Subscription.
+// (the 65-byte point). It returns 0 if the message is allowed, else how long until
+// one would be (and then counts nothing).
 func (l *Limiter) VAPIDKey(ctx context.Context, publicKey []byte) (time.Duration, error) {
 	if !l.cfg.VAPIDKey.Enabled() {
 		return 0, nil
@@ -145,16 +141,8 @@ func (l *Limiter) VAPIDKey(ctx context.Context, publicKey []byte) (time.Duration
 	return l.allow(ctx, l.keys.RateVAPIDKey(Fingerprint(publicKey)), l.cfg.VAPIDKey)
 }
 
-// RefundSubscription gives back a message Subscription allowed, when a later check
-// refused it: a refused message counts against no limit.
-func (l *Limiter) RefundSubscription(ctx context.Context, u ids.UAID, ch ids.ChannelID) error {
-	if !l.cfg.Subscription.Enabled() {
-		return nil
-	}
-	return l.refund(ctx, l.keys.RateSubscription(u, ch), l.cfg.Subscription)
-}
-
-// RefundVAPIDKey gives back a message VAPIDKey allowed, like RefundSubscription.
+// RefundVAPIDKey gives back a message VAPIDKey allowed, when a later check refused
+// it: a refused message counts against no limit.
 func (l *Limiter) RefundVAPIDKey(ctx context.Context, publicKey []byte) error {
 	if !l.cfg.VAPIDKey.Enabled() {
 		return nil

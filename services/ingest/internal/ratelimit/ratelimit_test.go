@@ -7,7 +7,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/herald-push/herald/pkg/ids"
 	"github.com/herald-push/herald/pkg/rkey"
 	"github.com/herald-push/herald/pkg/testenv"
 )
@@ -58,70 +57,54 @@ func TestLimiter(t *testing.T) {
 func testLimiter(t *testing.T, rdb redis.UniversalClient, prefix string) {
 	keys := rkey.New(prefix)
 	ctx := context.Background()
-	l := New(rdb, keys, Config{Subscription: Limit{3, time.Minute}, VAPIDKey: Limit{2, time.Hour}})
-	u := ids.NewUAID()
-	a, b := ids.NewChannelID(), ids.NewChannelID()
+	// The subscription limit is the router's to count: it must not get in the way.
+	l := New(rdb, keys, Config{Subscription: Limit{1, time.Hour}, VAPIDKey: Limit{3, time.Minute}})
+	key1, key2, key3 := []byte("application server key one"), []byte("application server key two"), []byte("key three")
 
 	// A burst of Count passes, the next waits about Period/Count.
 	for i := range 3 {
-		if wait, err := l.Subscription(ctx, u, a); err != nil || wait != 0 {
+		if wait, err := l.VAPIDKey(ctx, key1); err != nil || wait != 0 {
 			t.Fatalf("message %d: wait %v, err %v", i+1, wait, err)
 		}
 	}
-	wait, err := l.Subscription(ctx, u, a)
+	wait, err := l.VAPIDKey(ctx, key1)
 	if err != nil || wait <= 19*time.Second || wait > 20*time.Second {
 		t.Fatalf("4th message: wait %v, err %v; want about 20s", wait, err)
 	}
 	// A refused message is not counted: the wait does not grow.
-	if again, err := l.Subscription(ctx, u, a); err != nil || again > wait {
+	if again, err := l.VAPIDKey(ctx, key1); err != nil || again > wait {
 		t.Fatalf("5th message: wait %v after %v, err %v", again, wait, err)
 	}
-	// Another subscription of the same user agent has its own count.
-	if wait, err := l.Subscription(ctx, u, b); err != nil || wait != 0 {
-		t.Fatalf("other subscription: wait %v, err %v", wait, err)
+	// Another key has its own count.
+	if wait, err := l.VAPIDKey(ctx, key2); err != nil || wait != 0 {
+		t.Fatalf("other key: wait %v, err %v", wait, err)
 	}
 	// The state expires once it equals a fresh key's: within a minute here.
-	ttl, err := rdb.PTTL(ctx, keys.RateSubscription(u, a)).Result()
+	ttl, err := rdb.PTTL(ctx, keys.RateVAPIDKey(Fingerprint(key1))).Result()
 	if err != nil || ttl <= 0 || ttl > time.Minute {
 		t.Fatalf("PTTL %v, %v", ttl, err)
 	}
 
 	// A refund gives one message back, however often it is asked for more.
-	if err := l.RefundSubscription(ctx, u, a); err != nil {
-		t.Fatal(err)
-	}
-	if wait, err := l.Subscription(ctx, u, a); err != nil || wait != 0 {
-		t.Fatalf("after a refund: wait %v, err %v", wait, err)
-	}
-	if wait, err := l.Subscription(ctx, u, a); err != nil || wait == 0 {
-		t.Fatalf("after the refunded message: wait %v, err %v", wait, err)
-	}
-	for range 5 {
-		if err := l.RefundSubscription(ctx, u, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n, err := rdb.Exists(ctx, keys.RateSubscription(u, b)).Result(); err != nil || n != 0 {
-		t.Fatalf("refunds below a fresh state left the key: %d, %v", n, err)
-	}
-
-	key1, key2 := []byte("application server key one"), []byte("application server key two")
-	for i := range 2 {
-		if wait, err := l.VAPIDKey(ctx, key1); err != nil || wait != 0 {
-			t.Fatalf("key message %d: wait %v, err %v", i+1, wait, err)
-		}
-	}
-	if wait, err := l.VAPIDKey(ctx, key1); err != nil || wait < 29*time.Minute {
-		t.Fatalf("3rd key message: wait %v, err %v; want about 30m", wait, err)
-	}
-	if wait, err := l.VAPIDKey(ctx, key2); err != nil || wait != 0 {
-		t.Fatalf("other key: wait %v, err %v", wait, err)
-	}
 	if err := l.RefundVAPIDKey(ctx, key1); err != nil {
 		t.Fatal(err)
 	}
 	if wait, err := l.VAPIDKey(ctx, key1); err != nil || wait != 0 {
-		t.Fatalf("key after a refund: wait %v, err %v", wait, err)
+		t.Fatalf("after a refund: wait %v, err %v", wait, err)
+	}
+	if wait, err := l.VAPIDKey(ctx, key1); err != nil || wait == 0 {
+		t.Fatalf("after the refunded message: wait %v, err %v", wait, err)
+	}
+	if _, err := l.VAPIDKey(ctx, key3); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if err := l.RefundVAPIDKey(ctx, key3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := rdb.Exists(ctx, keys.RateVAPIDKey(Fingerprint(key3))).Result(); err != nil || n != 0 {
+		t.Fatalf("refunds below a fresh state left the key: %d, %v", n, err)
 	}
 }
 
@@ -129,14 +112,8 @@ func TestLimiterDisabled(t *testing.T) {
 	// No limit, no Redis: a nil client would panic if it were used.
 	l := New(nil, rkey.New("x:"), Config{})
 	for range 3 {
-		if wait, err := l.Subscription(context.Background(), ids.NewUAID(), ids.NewChannelID()); wait != 0 || err != nil {
-			t.Fatalf("wait %v, err %v", wait, err)
-		}
 		if wait, err := l.VAPIDKey(context.Background(), []byte("k")); wait != 0 || err != nil {
 			t.Fatalf("wait %v, err %v", wait, err)
-		}
-		if err := l.RefundSubscription(context.Background(), ids.NewUAID(), ids.NewChannelID()); err != nil {
-			t.Fatal(err)
 		}
 		if err := l.RefundVAPIDKey(context.Background(), []byte("k")); err != nil {
 			t.Fatal(err)
@@ -149,8 +126,8 @@ func TestLimiterRedisDown(t *testing.T) {
 	if err := rdb.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l := New(rdb, rkey.New("x:"), Config{Subscription: Limit{1, time.Second}})
-	if _, err := l.Subscription(context.Background(), ids.NewUAID(), ids.NewChannelID()); err == nil {
+	l := New(rdb, rkey.New("x:"), Config{VAPIDKey: Limit{1, time.Second}})
+	if _, err := l.VAPIDKey(context.Background(), []byte("k")); err == nil {
 		t.Fatal("no error from a closed client")
 	}
 }

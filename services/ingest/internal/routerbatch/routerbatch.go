@@ -155,9 +155,10 @@ func (b *Batcher) send(base context.Context, batch []*pending) {
 		case i >= len(resp.GetResults()):
 			p.done <- result{err: status.Error(codes.Internal, "router answered fewer results than messages")}
 		default:
+			// Err keeps a rate-limit refusal's retry-after, as Route would.
 			r := resp.GetResults()[i]
-			if codes.Code(r.GetCode()) != codes.OK {
-				p.done <- result{err: status.Error(codes.Code(r.GetCode()), r.GetError())}
+			if err := r.Err(); err != nil {
+				p.done <- result{err: err}
 			} else {
 				p.done <- result{resp: r.GetResponse()}
 			}

@@ -16,7 +16,8 @@ import (
 )
 
 // fakeRouter answers each message with its own channel id as the id, fails the ones
-// whose channel id is "full", and records the batch sizes. release, when set, holds
+// whose channel id is "full" or "limited" (a rate limit, with a retry-after of
+// 1.5 s), and records the batch sizes. release, when set, holds
 // every call until it is closed.
 type fakeRouter struct {
 	mu      sync.Mutex
@@ -40,6 +41,10 @@ func (f *fakeRouter) RouteBatch(_ context.Context, in *heraldv1.RouteBatchReques
 		ch := r.GetMessage().GetChannelId()
 		if ch == "full" {
 			out.Results = append(out.Results, &heraldv1.RouteResult{Code: int32(codes.ResourceExhausted), Error: "full"})
+			continue
+		}
+		if ch == "limited" {
+			out.Results = append(out.Results, &heraldv1.RouteResult{Code: int32(codes.ResourceExhausted), Error: "limited", RetryAfterMs: 1500})
 			continue
 		}
 		out.Results = append(out.Results, &heraldv1.RouteResult{Response: &heraldv1.RouteResponse{Id: ch, Stored: true}})
@@ -83,14 +88,20 @@ func TestEachMessageGetsItsOwnResult(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			ch := strconv.Itoa(i)
-			if i%10 == 0 {
+			switch i % 10 {
+			case 0:
 				ch = "full"
+			case 5:
+				ch = "limited"
 			}
 			resp, err := route(b, ch)
+			wait, limited := heraldv1.RetryAfter(err)
 			switch {
-			case ch == "full" && status.Code(err) != codes.ResourceExhausted:
+			case ch == "full" && (status.Code(err) != codes.ResourceExhausted || limited):
 				errs[i] = errors.New("full message: " + status.Convert(err).Message())
-			case ch != "full" && (err != nil || resp.GetId() != ch):
+			case ch == "limited" && (status.Code(err) != codes.ResourceExhausted || wait != 1500*time.Millisecond):
+				errs[i] = errors.New("rate-limited message: " + status.Convert(err).Message() + ", retry after " + wait.String())
+			case ch != "full" && ch != "limited" && (err != nil || resp.GetId() != ch):
 				errs[i] = errors.New("message " + ch + " got " + resp.GetId())
 			}
 		})

@@ -25,6 +25,7 @@ import (
 	"github.com/herald-push/herald/pkg/vapid"
 	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
 	"github.com/herald-push/herald/services/ingest/internal/apierr"
+	"github.com/herald-push/herald/services/ingest/internal/ratelimit"
 )
 
 // Router is what ingest needs of the router service.
@@ -41,14 +42,13 @@ type Subscriptions interface {
 	Forget(u ids.UAID, ch ids.ChannelID)
 }
 
-// Limiter counts accepted messages against the rate limits. Subscription and
-// VAPIDKey count one message and return 0 when it is allowed, else how long until
-// one would be (and then count nothing); the Refund methods give back a message
-// they allowed, when a later step refused it.
+// Limiter counts accepted messages against the VAPID key's rate limit. VAPIDKey
+// counts one message and returns 0 when it is allowed, else how long until one
+// would be (and then counts nothing); RefundVAPIDKey gives back a message it
+// allowed, when a later step refused it. (The subscription's limit is counted by
+// the router: see Config.SubscriptionLimit.)
 type Limiter interface {
-	Subscription(ctx context.Context, u ids.UAID, ch ids.ChannelID) (time.Duration, error)
 	VAPIDKey(ctx context.Context, publicKey []byte) (time.Duration, error)
-	RefundSubscription(ctx context.Context, u ids.UAID, ch ids.ChannelID) error
 	RefundVAPIDKey(ctx context.Context, publicKey []byte) error
 }
 
@@ -69,11 +69,16 @@ type Config struct {
 	Timeout time.Duration
 	// MoreInfo is the URL of the errno documentation, sent in every error body.
 	MoreInfo string
+	// SubscriptionLimit is each subscription's rate limit. The router counts it
+	// in the Redis script that stores the message, in the subscription's hash
+	// slot, so that a message costs ingest no Redis call of its own.
+	SubscriptionLimit ratelimit.Limit
 }
 
 // Handler serves the API.
 type Handler struct {
 	cfg      Config
+	subLimit *heraldv1.RateLimit // cfg.SubscriptionLimit as every RouteRequest carries it; nil: none
 	origin   string
 	tokens   *token.Codec
 	subs     Subscriptions
@@ -87,6 +92,10 @@ type Handler struct {
 // NewHandler returns the API handler.
 func NewHandler(cfg Config, tokens *token.Codec, subs Subscriptions, router Router, verifier *vapid.Verifier, limiter Limiter, log *slog.Logger) *Handler {
 	h := &Handler{cfg: cfg, origin: origin(cfg.PublicURL), tokens: tokens, subs: subs, router: router, verifier: verifier, limiter: limiter, log: log}
+	if lim := cfg.SubscriptionLimit; lim.Enabled() {
+		// Read-only once built: every request shares it.
+		h.subLimit = &heraldv1.RateLimit{Count: lim.Count, PeriodUs: lim.Period.Microseconds()}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /wpush/v2/{token}", counted(h.push))
 	mux.HandleFunc("DELETE /m/{id}", h.deleteMessage)
@@ -112,7 +121,8 @@ func (h *Handler) methodNotAllowed(allow string) http.HandlerFunc {
 }
 
 // push accepts one message (RFC 8030 §5). Nothing is stored, and no rate limit
-// counts it, unless every check passes and the router stores it.
+// counts it, unless every check passes and the router stores it (or, TTL 0,
+// accepts it).
 func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
 	u, ch, err := h.tokens.OpenEndpoint(r.PathValue("token"))
 	if err != nil {
@@ -179,23 +189,26 @@ func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	locationID := h.tokens.MessageID(u, ch, resp.GetId())
-	// The Location's id finds the message's trace (docs/observability.md).
-	trace.SpanFromContext(ctx).SetAttributes(msgtrace.LocationID.String(locationID), msgtrace.MessageID.String(resp.GetId()))
+	// The Location's id finds the message's trace (docs/observability.md). The
+	// attributes are built only for a span that records them.
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(msgtrace.LocationID.String(locationID), msgtrace.MessageID.String(resp.GetId()))
+	}
 	hdr := w.Header()
 	hdr.Set("Location", h.cfg.PublicURL+"/m/"+locationID)
 	hdr.Set("TTL", strconv.FormatInt(ttl, 10))
 	w.WriteHeader(http.StatusCreated)
 }
 
-// send checks msg against its subscription and the rate limits, and routes it.
-// stale says the router refused it because the subscription it was checked
-// against, from the cache, was registered again with another key since: it may be
-// sent again, and is then checked against Postgres.
+// send checks msg against its subscription and the VAPID key's rate limit, and
+// routes it with the subscription's limit, which the router counts. stale says the
+// router refused it because the subscription it was checked against, from the
+// cache, was registered again with another key since: it may be sent again, and is
+// then checked against Postgres.
 func (h *Handler) send(ctx context.Context, r *http.Request, u ids.UAID, ch ids.ChannelID, msg *heraldv1.Message) (_ *heraldv1.RouteResponse, stale bool, _ *apierr.Error) {
-	gone := apierr.New(http.StatusGone, apierr.ErrnoGone, "subscription is gone")
 	sub, err := h.subs.Subscription(ctx, u, ch)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, false, gone
+		return nil, false, gone()
 	}
 	if err != nil {
 		h.log.Error("look up subscription", "uaid", u.String(), "err", err)
@@ -205,18 +218,19 @@ func (h *Handler) send(ctx context.Context, r *http.Request, u ids.UAID, ch ids.
 	if aerr != nil {
 		return nil, false, aerr
 	}
-	refund, aerr := h.limit(ctx, u, ch, appKey)
-	if aerr != nil {
+	if aerr := h.limitKey(ctx, u, appKey); aerr != nil {
 		return nil, false, aerr
 	}
-	resp, err := h.router.Route(ctx, &heraldv1.RouteRequest{Message: msg, AppServerKey: sub.AppServerKey})
+	resp, err := h.router.Route(ctx, &heraldv1.RouteRequest{Message: msg, AppServerKey: sub.AppServerKey, SubscriptionLimit: h.subLimit})
 	if err != nil {
-		refund()
+		// Whatever the router refused it for, the subscription's limit counted
+		// nothing; the key's count is given back.
+		h.refundKey(ctx, u, appKey)
 		switch status.Code(err) {
 		case codes.NotFound:
 			// Unregistered since the subscription was cached.
 			h.subs.Forget(u, ch)
-			return nil, false, gone
+			return nil, false, gone()
 		case codes.Aborted:
 			h.subs.Forget(u, ch)
 			return nil, true, nil
@@ -250,28 +264,38 @@ func (h *Handler) deleteMessage(w http.ResponseWriter, r *http.Request) {
 // readBody reads at most MaxBody bytes: a larger body is refused without reading
 // on, whether its Content-Length says so up front or it is sent chunked.
 func (h *Handler) readBody(r *http.Request) ([]byte, *apierr.Error) {
-	tooLarge := apierr.New(http.StatusRequestEntityTooLarge, apierr.ErrnoTooLarge,
-		"body exceeds "+strconv.FormatInt(h.cfg.MaxBody, 10)+" bytes")
-	if r.ContentLength > h.cfg.MaxBody {
-		return nil, tooLarge
+	// The errors are built only when needed: this runs for every message.
+	tooLarge := func() *apierr.Error {
+		return apierr.New(http.StatusRequestEntityTooLarge, apierr.ErrnoTooLarge,
+			"body exceeds "+strconv.FormatInt(h.cfg.MaxBody, 10)+" bytes")
 	}
-	unreadable := apierr.New(http.StatusBadRequest, apierr.ErrnoInvalidCrypto, "could not read the body")
+	if r.ContentLength > h.cfg.MaxBody {
+		return nil, tooLarge()
+	}
 	if r.ContentLength >= 0 {
 		// The server stops the body at its Content-Length: one exact read.
 		body := make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return nil, unreadable
+			return nil, unreadable()
 		}
 		return body, nil
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, h.cfg.MaxBody+1))
 	if err != nil {
-		return nil, unreadable
+		return nil, unreadable()
 	}
 	if int64(len(body)) > h.cfg.MaxBody {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	return body, nil
+}
+
+func unreadable() *apierr.Error {
+	return apierr.New(http.StatusBadRequest, apierr.ErrnoInvalidCrypto, "could not read the body")
+}
+
+func gone() *apierr.Error {
+	return apierr.New(http.StatusGone, apierr.ErrnoGone, "subscription is gone")
 }
 
 // authorize checks VAPID (RFC 8292): required for a subscription restricted to an
@@ -305,47 +329,35 @@ func (h *Handler) authorize(r *http.Request, sub store.Subscription) ([]byte, *a
 	return key, nil
 }
 
-// limit counts the message against the VAPID key's and the subscription's rate
-// limits, and returns a function giving both counts back, for a message refused
-// after this. The key's limit is asked first; when the subscription's then refuses,
-// the key's count is given back, so that a refused message counts nowhere.
-func (h *Handler) limit(ctx context.Context, u ids.UAID, ch ids.ChannelID, appKey []byte) (refund func(), _ *apierr.Error) {
-	giveBack := func(what string, f func(context.Context) error) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refundTimeout)
-		defer cancel()
-		if err := f(rctx); err != nil {
-			// The sender loses one message of allowance; nothing worse.
-			h.log.Warn("rate limit refund", "limit", what, "uaid", u.String(), "err", err)
-		}
+// limitKey counts the message against the VAPID key's rate limit, when it is
+// signed (appKey not nil); refundKey gives the count back, for a message refused
+// after this.
+func (h *Handler) limitKey(ctx context.Context, u ids.UAID, appKey []byte) *apierr.Error {
+	if appKey == nil {
+		return nil
 	}
-	refundKey := func() {}
-	if appKey != nil {
-		wait, err := h.limiter.VAPIDKey(ctx, appKey)
-		if err != nil {
-			h.log.Error("rate limit", "uaid", u.String(), "err", err)
-			return nil, apierr.Unavailable("rate limit store unavailable")
-		}
-		if wait > 0 {
-			return nil, rateLimited("too many messages signed with this VAPID key", wait)
-		}
-		refundKey = func() {
-			giveBack("vapid_key", func(ctx context.Context) error { return h.limiter.RefundVAPIDKey(ctx, appKey) })
-		}
-	}
-	wait, err := h.limiter.Subscription(ctx, u, ch)
+	wait, err := h.limiter.VAPIDKey(ctx, appKey)
 	if err != nil {
-		refundKey()
 		h.log.Error("rate limit", "uaid", u.String(), "err", err)
-		return nil, apierr.Unavailable("rate limit store unavailable")
+		return apierr.Unavailable("rate limit store unavailable")
 	}
 	if wait > 0 {
-		refundKey()
-		return nil, rateLimited("too many messages for this subscription", wait)
+		return rateLimited("too many messages signed with this VAPID key", wait)
 	}
-	return func() {
-		refundKey()
-		giveBack("subscription", func(ctx context.Context) error { return h.limiter.RefundSubscription(ctx, u, ch) })
-	}, nil
+	return nil
+}
+
+// refundKey gives back what limitKey counted.
+func (h *Handler) refundKey(ctx context.Context, u ids.UAID, appKey []byte) {
+	if appKey == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refundTimeout)
+	defer cancel()
+	if err := h.limiter.RefundVAPIDKey(rctx, appKey); err != nil {
+		// The sender loses one message of allowance; nothing worse.
+		h.log.Warn("rate limit refund", "limit", "vapid_key", "uaid", u.String(), "err", err)
+	}
 }
 
 // rateLimited is the 429 for a rate limit, with Retry-After rounded up to the
@@ -360,6 +372,10 @@ func rateLimited(message string, wait time.Duration) *apierr.Error {
 func (h *Handler) routeError(u ids.UAID, err error) *apierr.Error {
 	switch status.Code(err) {
 	case codes.ResourceExhausted:
+		if wait, ok := heraldv1.RetryAfter(err); ok {
+			// The subscription's rate limit, which the router counts.
+			return rateLimited("too many messages for this subscription", wait)
+		}
 		e := apierr.New(http.StatusTooManyRequests, apierr.ErrnoQueueFull, "too many messages waiting for this subscription")
 		e.RetryAfter = 60 * time.Second
 		return e

@@ -25,6 +25,7 @@ import (
 	"github.com/herald-push/herald/pkg/token"
 	"github.com/herald-push/herald/pkg/vapid"
 	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
+	"github.com/herald-push/herald/services/ingest/internal/ratelimit"
 )
 
 const (
@@ -61,7 +62,8 @@ func (f *fakeSubs) Forget(ids.UAID, ids.ChannelID) { f.forgotten++ }
 type fakeRouter struct {
 	mu     sync.Mutex
 	routed []*heraldv1.Message
-	keys   [][]byte // each routed message's AppServerKey
+	keys   [][]byte              // each routed message's AppServerKey
+	limits []*heraldv1.RateLimit // each routed message's SubscriptionLimit
 	err    error
 	first  []error // answered, one per call, before err
 	calls  int
@@ -80,6 +82,7 @@ func (f *fakeRouter) Route(_ context.Context, in *heraldv1.RouteRequest, _ ...gr
 		return nil, f.err
 	}
 	f.keys = append(f.keys, in.GetAppServerKey())
+	f.limits = append(f.limits, in.GetSubscriptionLimit())
 	f.routed = append(f.routed, in.GetMessage())
 	return &heraldv1.RouteResponse{Id: "1700000000000-0", Stored: true}, nil
 }
@@ -94,27 +97,17 @@ func (f *fakeRouter) count() int {
 	return len(f.routed)
 }
 
-// fakeLimiter answers fixed waits and counts its calls.
+// fakeLimiter answers a fixed wait and counts its calls.
 type fakeLimiter struct {
-	subWait, keyWait       time.Duration
-	err                    error
-	subCalls, keyCalls     int
-	subRefunds, keyRefunds int
-}
-
-func (f *fakeLimiter) RefundSubscription(context.Context, ids.UAID, ids.ChannelID) error {
-	f.subRefunds++
-	return nil
+	keyWait    time.Duration
+	err        error
+	keyCalls   int
+	keyRefunds int
 }
 
 func (f *fakeLimiter) RefundVAPIDKey(context.Context, []byte) error {
 	f.keyRefunds++
 	return nil
-}
-
-func (f *fakeLimiter) Subscription(context.Context, ids.UAID, ids.ChannelID) (time.Duration, error) {
-	f.subCalls++
-	return f.subWait, f.err
 }
 
 func (f *fakeLimiter) VAPIDKey(context.Context, []byte) (time.Duration, error) {
@@ -152,7 +145,8 @@ func newFixture(tb testing.TB, restricted bool, cacheSize int) *fixture {
 	}
 	f := &fixture{tokens: tokens, subs: &fakeSubs{sub: sub}, router: &fakeRouter{}, limiter: &fakeLimiter{}, appKey: appKey}
 	f.endpoint = "/wpush/v2/" + tokens.Endpoint(sub.UAID, sub.ChannelID)
-	f.h = NewHandler(Config{PublicURL: testPublicURL, MaxTTL: 3600, MaxBody: 4096, Timeout: time.Second, MoreInfo: testMoreInfo},
+	f.h = NewHandler(Config{PublicURL: testPublicURL, MaxTTL: 3600, MaxBody: 4096, Timeout: time.Second, MoreInfo: testMoreInfo,
+		SubscriptionLimit: ratelimit.Limit{Count: 600, Period: time.Minute}},
 		tokens, f.subs, f.router, vapid.NewVerifier(cacheSize, vapid.VerifierOptions{}), f.limiter,
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return f
@@ -240,8 +234,12 @@ func TestPushAccepted(t *testing.T) {
 		m.GetTopic() != "scores" || m.GetHeaders()["encoding"] != "aes128gcm" || m.GetUaid() != f.subs.sub.UAID.String() {
 		t.Fatalf("routed %+v", m)
 	}
-	if f.limiter.keyCalls != 1 || f.limiter.subCalls != 1 || f.limiter.keyRefunds+f.limiter.subRefunds != 0 {
-		t.Fatalf("limiter asked %d times for the key, %d for the subscription, refunded %d", f.limiter.keyCalls, f.limiter.subCalls, f.limiter.keyRefunds+f.limiter.subRefunds)
+	if f.limiter.keyCalls != 1 || f.limiter.keyRefunds != 0 {
+		t.Fatalf("limiter asked %d times for the key, refunded %d", f.limiter.keyCalls, f.limiter.keyRefunds)
+	}
+	// The router counts the subscription's limit, as ingest passes it.
+	if l := f.router.limits[0]; l.GetCount() != 600 || l.GetPeriodUs() != time.Minute.Microseconds() {
+		t.Fatalf("routed with subscription limit %v, want 600/1m", l)
 	}
 	if !bytes.Equal(f.router.keys[0], f.subs.sub.AppServerKey) {
 		t.Fatalf("routed with key %x, want the subscription's, which the router checks for changes", f.router.keys[0])
@@ -315,7 +313,7 @@ func TestPushRefused(t *testing.T) {
 			if n := f.router.count(); n != 0 {
 				t.Fatalf("%d messages routed", n)
 			}
-			if f.limiter.subCalls+f.limiter.keyCalls != 0 {
+			if f.limiter.keyCalls != 0 {
 				t.Fatal("a refused message was counted against a rate limit")
 			}
 		})
@@ -375,20 +373,20 @@ func TestPushStorageFailures(t *testing.T) {
 		status  int
 		errno   int
 		retry   string
-		refunds [2]int // subscription, key: what was counted is given back
+		refunds int // what the VAPID key's limit counted is given back
 	}{
 		{name: "postgres down", setup: func(f *fixture) { f.subs.err = down }, status: 503, errno: 201, retry: "10"},
 		{name: "postgres hangs", setup: func(f *fixture) { f.subs.block = true }, status: 503, errno: 201, retry: "10"},
 		{name: "rate-limit redis down", setup: func(f *fixture) { f.limiter.err = down }, status: 503, errno: 201, retry: "10"},
-		{name: "router or its redis down", setup: func(f *fixture) { f.router.err = status.Error(codes.Unavailable, "message store unavailable") }, status: 503, errno: 201, retry: "10", refunds: [2]int{1, 1}},
-		{name: "router deadline", setup: func(f *fixture) { f.router.err = status.Error(codes.DeadlineExceeded, "deadline") }, status: 503, errno: 201, retry: "10", refunds: [2]int{1, 1}},
-		{name: "queue full", setup: func(f *fixture) { f.router.err = status.Error(codes.ResourceExhausted, "full") }, status: 429, errno: 117, retry: "60", refunds: [2]int{1, 1}},
-		{name: "router refuses", setup: func(f *fixture) { f.router.err = status.Error(codes.InvalidArgument, "bad uaid") }, status: 500, errno: 999, refunds: [2]int{1, 1}},
-		{name: "subscription over its rate", setup: func(f *fixture) { f.limiter.subWait = 1500 * time.Millisecond }, status: 429, errno: 118, retry: "2", refunds: [2]int{0, 1}},
+		{name: "router or its redis down", setup: func(f *fixture) { f.router.err = status.Error(codes.Unavailable, "message store unavailable") }, status: 503, errno: 201, retry: "10", refunds: 1},
+		{name: "router deadline", setup: func(f *fixture) { f.router.err = status.Error(codes.DeadlineExceeded, "deadline") }, status: 503, errno: 201, retry: "10", refunds: 1},
+		{name: "queue full", setup: func(f *fixture) { f.router.err = status.Error(codes.ResourceExhausted, "full") }, status: 429, errno: 117, retry: "60", refunds: 1},
+		{name: "router refuses", setup: func(f *fixture) { f.router.err = status.Error(codes.InvalidArgument, "bad uaid") }, status: 500, errno: 999, refunds: 1},
+		{name: "subscription over its rate", setup: func(f *fixture) { f.router.err = rateLimitedResult(1500 * time.Millisecond) }, status: 429, errno: 118, retry: "2", refunds: 1},
 		{name: "VAPID key over its rate", setup: func(f *fixture) { f.limiter.keyWait = 30 * time.Second }, status: 429, errno: 118, retry: "30"},
 		{name: "unregistered", setup: func(f *fixture) { f.subs.err = store.ErrNotFound }, status: 410, errno: 103},
-		{name: "unregistered since cached", setup: func(f *fixture) { f.router.err = status.Error(codes.NotFound, "gone") }, status: 410, errno: 103, refunds: [2]int{1, 1}},
-		{name: "registered again twice while sending", setup: func(f *fixture) { f.router.err = status.Error(codes.Aborted, "key changed") }, status: 503, errno: 201, retry: "10", refunds: [2]int{2, 2}},
+		{name: "unregistered since cached", setup: func(f *fixture) { f.router.err = status.Error(codes.NotFound, "gone") }, status: 410, errno: 103, refunds: 1},
+		{name: "registered again twice while sending", setup: func(f *fixture) { f.router.err = status.Error(codes.Aborted, "key changed") }, status: 503, errno: 201, retry: "10", refunds: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, false, 100)
@@ -401,8 +399,8 @@ func TestPushStorageFailures(t *testing.T) {
 			if n := f.router.count(); n != 0 {
 				t.Fatalf("%d messages routed", n)
 			}
-			if got := [2]int{f.limiter.subRefunds, f.limiter.keyRefunds}; got != tc.refunds {
-				t.Fatalf("refunds (subscription, key) %v, want %v", got, tc.refunds)
+			if got := f.limiter.keyRefunds; got != tc.refunds {
+				t.Fatalf("%d refunds, want %d", got, tc.refunds)
 			}
 		})
 	}
@@ -423,19 +421,38 @@ func TestPushStorageFailures(t *testing.T) {
 		if rec.Code != http.StatusCreated || f.router.calls != 2 || f.subs.forgotten != 1 {
 			t.Fatalf("status %d after %d router calls, %d forgotten; want 201 after 2, 1", rec.Code, f.router.calls, f.subs.forgotten)
 		}
-		if f.limiter.subCalls != 2 || f.limiter.subRefunds != 1 || f.limiter.keyRefunds != 1 {
-			t.Fatalf("limiter: %d subscription calls, refunds %d + %d; want the first attempt given back",
-				f.limiter.subCalls, f.limiter.subRefunds, f.limiter.keyRefunds)
+		if f.limiter.keyCalls != 2 || f.limiter.keyRefunds != 1 {
+			t.Fatalf("limiter: %d key calls, %d refunds; want the first attempt given back", f.limiter.keyCalls, f.limiter.keyRefunds)
 		}
 	})
 	t.Run("a message over the key's rate spends no subscription allowance", func(t *testing.T) {
 		f := newFixture(t, false, 100)
 		f.limiter.keyWait = time.Second
 		f.do(http.MethodPost, f.endpoint, map[string]string{"TTL": "60", "Authorization": f.sign(t, f.appKey)}, nil)
-		if f.limiter.subCalls != 0 {
-			t.Fatal("subscription limit asked after the key's refused")
+		if f.router.calls != 0 {
+			t.Fatal("routed, to count against the subscription's limit, after the key's refused")
 		}
 	})
+}
+
+// rateLimitedResult is the router's error for a message its subscription's rate
+// limit refused, as the batcher hands it over.
+func rateLimitedResult(wait time.Duration) error {
+	return (&heraldv1.RouteResult{Code: int32(codes.ResourceExhausted), Error: "too many messages for this subscription", RetryAfterMs: wait.Milliseconds()}).Err()
+}
+
+// TestPushWithoutSubscriptionLimit checks that no limit goes to the router when
+// the subscription limit is off.
+func TestPushWithoutSubscriptionLimit(t *testing.T) {
+	f := newFixture(t, false, 100)
+	f.h = NewHandler(Config{PublicURL: testPublicURL, MaxTTL: 3600, MaxBody: 4096, Timeout: time.Second},
+		f.tokens, f.subs, f.router, vapid.NewVerifier(1, vapid.VerifierOptions{}), f.limiter, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if rec := f.do(http.MethodPost, f.endpoint, map[string]string{"TTL": "60"}, nil); rec.Code != http.StatusCreated {
+		t.Fatalf("status %d, body %s", rec.Code, rec.Body)
+	}
+	if l := f.router.limits[0]; l != nil {
+		t.Fatalf("routed with subscription limit %v, want none", l)
+	}
 }
 
 func TestDeleteMessage(t *testing.T) {

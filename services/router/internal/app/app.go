@@ -90,13 +90,13 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	keys := cfg.Redis.Keys()
-	pool := gwpool.New(grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
+	pool := gwpool.New(grpc.WithStatsHandler(tel.GRPCClientHandler(otelgrpc.NewClientHandler(otelgrpc.WithMeterProvider(telemetry.NoMeter)))))
 	defer pool.Close()
 	router, err := route.NewServer(rdb, queue.New(rdb, keys, cfg.MaxQueueLen), lease.New(rdb, keys, cfg.LeaseTTL), pool, cfg.DeliverTimeout, log)
 	if err != nil {
 		return err
 	}
-	grpcSrv := grpc.NewServer(grpc.StatsHandler(otelgrpc.NewServerHandler()),
+	grpcSrv := grpc.NewServer(grpc.StatsHandler(tel.GRPCServerHandler(otelgrpc.NewServerHandler(otelgrpc.WithMeterProvider(telemetry.NoMeter)))),
 		// Clients reconnect now and then, so that routers added by a scale-up get
 		// their share of ingest's calls (gRPC balances per connection).
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: 30 * time.Second}))

@@ -12,12 +12,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -33,7 +35,8 @@ import (
 type Queue interface {
 	Append(ctx context.Context, u ids.UAID, e queue.Entry) (string, error)
 	AppendIn(ctx context.Context, p redis.Pipeliner, u ids.UAID, e queue.Entry) *queue.AppendCmd
-	CheckIn(ctx context.Context, p redis.Pipeliner, u ids.UAID, ch ids.ChannelID, key []byte) *queue.CheckCmd
+	Admit(ctx context.Context, u ids.UAID, e queue.Entry) error
+	AdmitIn(ctx context.Context, p redis.Pipeliner, u ids.UAID, e queue.Entry) *queue.AdmitCmd
 	Delete(ctx context.Context, u ids.UAID, entryIDs ...string) (int64, error)
 }
 
@@ -77,8 +80,8 @@ func NewServer(rdb redis.UniversalClient, q Queue, owners Owners, gateways Gatew
 // Route routes one message: a batch of one.
 func (s *Server) Route(ctx context.Context, req *heraldv1.RouteRequest) (*heraldv1.RouteResponse, error) {
 	res := s.route(ctx, []*heraldv1.RouteRequest{req})[0]
-	if res.Code != int32(codes.OK) {
-		return nil, status.Error(codes.Code(res.Code), res.Error)
+	if err := res.Err(); err != nil {
+		return nil, err
 	}
 	return res.Response, nil
 }
@@ -93,10 +96,11 @@ type item struct {
 	u      ids.UAID
 	ch     ids.ChannelID
 	m      *heraldv1.Message
-	key    []byte // the application server key ingest checked the message against
+	key    []byte      // the application server key ingest checked the message against
+	limit  queue.Limit // the subscription's rate limit, ingest's policy
 	result *heraldv1.RouteResult
 	append *queue.AppendCmd
-	check  *queue.CheckCmd
+	admit  *queue.AdmitCmd
 	lookup *lease.LookupCmd
 	owner  lease.Owner
 	span   trace.Span
@@ -117,7 +121,7 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 	for i, req := range reqs {
 		it := &items[i]
 		it.m, it.key = req.GetMessage(), req.GetAppServerKey()
-		if it.result = s.validate(it); it.result != nil {
+		if it.result = s.validate(it, req.GetSubscriptionLimit()); it.result != nil {
 			s.metrics.messages.Add(ctx, 1, outcomeInvalid)
 			continue
 		}
@@ -130,10 +134,12 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 		it.m.Trace = msgtrace.Inject(sctx)
 		// Ingest may have checked the subscription in a cache: the subscription's
 		// recent changes, read in the same round trip, say whether it still holds.
+		// The same script counts the subscription's rate limit, so that a message
+		// costs ingest no Redis call of its own.
 		if it.m.GetTtlSeconds() > 0 {
 			it.append = s.queue.AppendIn(ctx, pipe, it.u, it.entry())
 		} else {
-			it.check = s.queue.CheckIn(ctx, pipe, it.u, it.ch, it.key)
+			it.admit = s.queue.AdmitIn(ctx, pipe, it.u, it.unstored())
 		}
 		it.lookup = s.owners.LookupIn(ctx, pipe, it.u)
 	}
@@ -155,7 +161,7 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 				// Redis (or this cluster node) had not seen the script: Append loads it.
 				id, err = s.queue.Append(ctx, it.u, it.entry())
 			}
-			if r := s.changed(ctx, it, err); r != nil {
+			if r := s.refused(ctx, it, err); r != nil {
 				it.result = r
 				continue
 			}
@@ -177,8 +183,11 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 			s.metrics.messages.Add(ctx, 1, outcomeStored)
 			it.span.AddEvent("stored", trace.WithAttributes(msgtrace.MessageID.String(id)))
 		} else {
-			err := it.check.Err()
-			if r := s.changed(ctx, it, err); r != nil {
+			err := it.admit.Err()
+			if errors.Is(err, queue.ErrNoScript) {
+				err = s.queue.Admit(ctx, it.u, it.unstored())
+			}
+			if r := s.refused(ctx, it, err); r != nil {
 				it.result = r
 				continue
 			}
@@ -220,26 +229,41 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 	return out
 }
 
-// changed returns the result for a message whose subscription changed since ingest
-// checked it (err from Append or a CheckCmd), or nil. NotFound: the channel was
-// unregistered, ingest answers 410. Aborted: it was registered again with another
-// key, ingest checks the message again against the subscription in Postgres.
-func (s *Server) changed(ctx context.Context, it *item, err error) *heraldv1.RouteResult {
-	var r *heraldv1.RouteResult
+// outcomeRateLimited counts the messages their subscription's rate limit refused.
+var outcomeRateLimited = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "rate_limited")))
+
+// refused returns the result for a message that its subscription's checks refused
+// (err from Append or an AdmitCmd), or nil. NotFound: the channel was
+// unregistered since ingest checked it, ingest answers 410. Aborted: it was
+// registered again with another key, ingest checks the message again against the
+// subscription in Postgres. ResourceExhausted with a retry-after: the
+// subscription's rate limit refused it, ingest answers 429.
+func (s *Server) refused(ctx context.Context, it *item, err error) *heraldv1.RouteResult {
+	var (
+		r       *heraldv1.RouteResult
+		limited *queue.RateLimitError
+		outcome = outcomeChanged
+		why     = "subscription changed"
+	)
 	switch {
 	case errors.Is(err, queue.ErrGone):
 		r = fail(codes.NotFound, "the subscription is gone")
 	case errors.Is(err, queue.ErrKeyChanged):
 		r = fail(codes.Aborted, "the subscription was registered again with another key")
+	case errors.As(err, &limited):
+		r = fail(codes.ResourceExhausted, "too many messages for this subscription")
+		// Rounded up, and never 0, which would read as a full queue.
+		r.RetryAfterMs = max(int64((limited.RetryAfter+time.Millisecond-1)/time.Millisecond), 1)
+		outcome, why = outcomeRateLimited, "rate limited"
 	default:
 		return nil
 	}
-	s.metrics.messages.Add(ctx, 1, outcomeChanged)
-	it.span.SetStatus(otelcodes.Error, "subscription changed")
+	s.metrics.messages.Add(ctx, 1, outcome)
+	it.span.SetStatus(otelcodes.Error, why)
 	return r
 }
 
-func (s *Server) validate(it *item) *heraldv1.RouteResult {
+func (s *Server) validate(it *item, lim *heraldv1.RateLimit) *heraldv1.RouteResult {
 	if it.m == nil {
 		return fail(codes.InvalidArgument, "message is required")
 	}
@@ -252,6 +276,12 @@ func (s *Server) validate(it *item) *heraldv1.RouteResult {
 	}
 	if it.m.GetTtlSeconds() < 0 {
 		return fail(codes.InvalidArgument, "negative ttl")
+	}
+	if n := lim.GetCount(); n != 0 {
+		if p := lim.GetPeriodUs(); n < 0 || p <= 0 || p > int64(math.MaxInt64/time.Microsecond) {
+			return fail(codes.InvalidArgument, "bad subscription limit")
+		}
+		it.limit = queue.Limit{Count: n, Period: time.Duration(lim.GetPeriodUs()) * time.Microsecond}
 	}
 	return nil
 }
@@ -270,7 +300,13 @@ func (it *item) entry() queue.Entry {
 		// Taken after the router's span started, so a late delivery hangs under it.
 		TraceParent:  msgtrace.TraceParent(m.GetTrace()),
 		AppServerKey: it.key,
+		Limit:        it.limit,
 	}
+}
+
+// unstored is what Admit reads of a message that is not stored (TTL 0).
+func (it *item) unstored() queue.Entry {
+	return queue.Entry{ChannelID: it.ch, AppServerKey: it.key, Limit: it.limit}
 }
 
 // deliver hands each gateway its messages in one call, all gateways at once. A

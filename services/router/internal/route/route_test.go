@@ -91,3 +91,75 @@ func TestSubscriptionChanges(t *testing.T) {
 		}
 	})
 }
+
+// TestSubscriptionLimit checks that the router counts the subscription's rate
+// limit ingest passes, stored (TTL > 0) or not, and refuses a message over it with
+// ResourceExhausted and a retry-after, which a full queue does not carry.
+func TestSubscriptionLimit(t *testing.T) {
+	testenv.EachRedis(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		ctx := context.Background()
+		keys := rkey.New(prefix)
+		q := queue.New(rdb, keys, 2)
+		s, err := NewServer(rdb, q, lease.New(rdb, keys, time.Minute), noGateways{}, time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := ids.NewUAID()
+		stored, unstored, full, unlimited := ids.NewChannelID(), ids.NewChannelID(), ids.NewChannelID(), ids.NewChannelID()
+		twoPerMinute := &heraldv1.RateLimit{Count: 2, PeriodUs: time.Minute.Microseconds()}
+		req := func(ch ids.ChannelID, ttl int64, lim *heraldv1.RateLimit) *heraldv1.RouteRequest {
+			return &heraldv1.RouteRequest{SubscriptionLimit: lim, Message: &heraldv1.Message{
+				Uaid: u.String(), ChannelId: ch.String(), Data: []byte("x"), TtlSeconds: ttl,
+				Headers: map[string]string{"encoding": "aes128gcm"},
+			}}
+		}
+		tests := []struct {
+			name    string
+			req     *heraldv1.RouteRequest
+			want    codes.Code
+			limited bool
+		}{
+			{"stored, 1 of 2", req(stored, 60, twoPerMinute), codes.OK, false},
+			{"stored, 2 of 2", req(stored, 60, twoPerMinute), codes.OK, false},
+			{"stored, over", req(stored, 60, twoPerMinute), codes.ResourceExhausted, true},
+			{"TTL 0, 1 of 2", req(unstored, 0, twoPerMinute), codes.OK, false},
+			{"TTL 0, 2 of 2", req(unstored, 0, twoPerMinute), codes.OK, false},
+			{"TTL 0, over", req(unstored, 0, twoPerMinute), codes.ResourceExhausted, true},
+			{"queue full, within the limit", req(full, 60, twoPerMinute), codes.ResourceExhausted, false},
+			{"no limit", req(unlimited, 0, nil), codes.OK, false},
+			{"no limit, again", req(unlimited, 0, &heraldv1.RateLimit{}), codes.OK, false},
+			{"bad limit", req(unlimited, 0, &heraldv1.RateLimit{Count: 1}), codes.InvalidArgument, false},
+		}
+		batch := &heraldv1.RouteBatchRequest{}
+		for _, tt := range tests {
+			batch.Requests = append(batch.Requests, tt.req)
+		}
+		resp, err := s.RouteBatch(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, tt := range tests {
+			r := resp.GetResults()[i]
+			if got := codes.Code(r.GetCode()); got != tt.want {
+				t.Errorf("%s: code %v (%s), want %v", tt.name, got, r.GetError(), tt.want)
+			}
+			if ms := r.GetRetryAfterMs(); (ms > 0) != tt.limited || (tt.limited && (ms <= 29_000 || ms > 30_000)) {
+				t.Errorf("%s: retry after %d ms; want about 30 s: %v", tt.name, ms, tt.limited)
+			}
+		}
+		if n, err := q.Len(ctx, u); err != nil || n != 2 {
+			t.Fatalf("queue holds %d messages (%v), want the 2 allowed, which fill it", n, err)
+		}
+		// The message that found the queue full counted nothing: two more are allowed.
+		for i := range 2 {
+			if _, err := s.Route(ctx, req(full, 0, twoPerMinute)); err != nil {
+				t.Fatalf("TTL 0 message %d to the channel whose stored message found the queue full: %v", i+1, err)
+			}
+		}
+		// Route (a batch of one) fails with the retry-after as a RetryInfo.
+		_, err = s.Route(ctx, req(stored, 60, twoPerMinute))
+		if d, ok := heraldv1.RetryAfter(err); status.Code(err) != codes.ResourceExhausted || !ok || d <= 29*time.Second || d > 30*time.Second {
+			t.Fatalf("Route over the limit: %v, retry after %v (%v)", err, d, ok)
+		}
+	})
+}
