@@ -159,8 +159,8 @@ const (
 	evGoAway
 	evHelloLate
 	evFrame
-	evMessage
 	evResync
+	evMessage
 	evIdle
 )
 
@@ -187,14 +187,18 @@ func (c *Conn) next() (ev int, f *Frame, m *heraldv1.Message) {
 	if c.sess == nil {
 		return evNone, nil, nil
 	}
-	select {
-	case m := <-c.sess.Inbox():
-		return evMessage, nil, m
-	default:
-	}
+	// A resync before the inbox: it was asked for when a stored message found the
+	// inbox full, and the inbox may since hold newer ones. Taking one of those first
+	// would move the session's cursor past the dropped message, and the drain, which
+	// reads after the cursor, would never send it.
 	select {
 	case <-c.sess.Resync():
 		return evResync, nil, nil
+	default:
+	}
+	select {
+	case m := <-c.sess.Inbox():
+		return evMessage, nil, m
 	default:
 	}
 	// A stale firing (the timer was reset meanwhile) finds the deadline ahead,

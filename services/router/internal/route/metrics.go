@@ -15,16 +15,18 @@ type metrics struct {
 
 // Outcomes of a routed message and of a hand-over to a gateway.
 var (
-	outcomeStored    = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "stored")))
-	outcomeUnstored  = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "not_stored")))
-	outcomeFull      = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "queue_full")))
-	outcomeFailed    = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "failed")))
-	outcomeInvalid   = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "invalid")))
-	outcomeChanged   = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "subscription_changed")))
-	deliveryAccepted = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "accepted")))
-	deliveryRefused  = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "refused")))
-	deliveryFailed   = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "failed")))
-	deliveryOffline  = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "offline")))
+	outcomeStored   = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "stored")))
+	outcomeUnstored = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "not_stored")))
+	outcomeFull     = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "queue_full")))
+	outcomeFailed   = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "failed")))
+	outcomeInvalid  = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "invalid")))
+	outcomeChanged  = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "subscription_changed")))
+	// outcomeRateLimited counts the messages their subscription's rate limit refused.
+	outcomeRateLimited = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "rate_limited")))
+	deliveryAccepted   = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "accepted")))
+	deliveryRefused    = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "refused")))
+	deliveryFailed     = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "failed")))
+	deliveryOffline    = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "offline")))
 )
 
 func newMetrics() (*metrics, error) {

@@ -19,7 +19,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -228,9 +227,6 @@ func (s *Server) route(ctx context.Context, reqs []*heraldv1.RouteRequest) []*he
 	}
 	return out
 }
-
-// outcomeRateLimited counts the messages their subscription's rate limit refused.
-var outcomeRateLimited = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "rate_limited")))
 
 // refused returns the result for a message that its subscription's checks refused
 // (err from Append or an AdmitCmd), or nil. NotFound: the channel was
