@@ -222,13 +222,7 @@ func (q *Queue) Range(ctx context.Context, u ids.UAID, after string, count int64
 
 // Delete removes messages by entry id and reports how many were still there.
 func (q *Queue) Delete(ctx context.Context, u ids.UAID, entryIDs ...string) (int64, error) {
-	valid := entryIDs[:0:0]
-	for _, id := range entryIDs {
-		// XDEL fails on a malformed id; such a message cannot be in the queue.
-		if IsEntryID(id) {
-			valid = append(valid, id)
-		}
-	}
+	valid := validEntryIDs(entryIDs)
 	if len(valid) == 0 {
 		return 0, nil
 	}
