@@ -42,6 +42,18 @@ func (t *Telemetry) GRPCClientHandler(traced stats.Handler) stats.Handler {
 	return newRPCHandler(t.Meter, true, t.traced(traced))
 }
 
+// StreamedCalls returns what records a call carried on a long-lived stream
+// (pkg/rpcstream) in rpc.server.call.duration as the unary call it stands for:
+// method is that call's full name (heraldv1.Router_RouteBatch_FullMethodName).
+// The stream itself is recorded as one call when it ends.
+func (t *Telemetry) StreamedCalls(method string) func(context.Context, time.Duration) {
+	h := newRPCHandler(t.Meter, false, nil)
+	a := h.attrs.Get(rpcKey{method: method, code: codes.OK})
+	return func(ctx context.Context, took time.Duration) {
+		h.duration.Record(ctx, took.Seconds(), a.RecordOptions()...)
+	}
+}
+
 func (t *Telemetry) traced(h stats.Handler) stats.Handler {
 	if !t.tracing {
 		return nil

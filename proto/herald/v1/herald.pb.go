@@ -80,6 +80,61 @@ func (Urgency) EnumDescriptor() ([]byte, []int) {
 	return file_herald_v1_herald_proto_rawDescGZIP(), []int{0}
 }
 
+// StreamControl is what the serving side of RouteStream or DeliverStream says about
+// the stream itself. Those streams carry many calls: the client numbers each
+// request (seq, from 1) and may bound the time the server spends on it
+// (timeout_ms, 0 for no bound); the server answers each request once, in any order,
+// with the request's seq. A response with seq 0 answers no request and carries a
+// StreamControl instead.
+type StreamControl int32
+
+const (
+	StreamControl_STREAM_CONTROL_UNSPECIFIED StreamControl = 0
+	// STREAM_CONTROL_DRAIN: the server is shutting down. The client sends nothing more
+	// on this stream (it half-closes it and opens another for new calls); the server
+	// answers every request it has received, then ends the stream.
+	StreamControl_STREAM_CONTROL_DRAIN StreamControl = 1
+)
+
+// Enum value maps for StreamControl.
+var (
+	StreamControl_name = map[int32]string{
+		0: "STREAM_CONTROL_UNSPECIFIED",
+		1: "STREAM_CONTROL_DRAIN",
+	}
+	StreamControl_value = map[string]int32{
+		"STREAM_CONTROL_UNSPECIFIED": 0,
+		"STREAM_CONTROL_DRAIN":       1,
+	}
+)
+
+func (x StreamControl) Enum() *StreamControl {
+	p := new(StreamControl)
+	*p = x
+	return p
+}
+
+func (x StreamControl) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StreamControl) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_v1_herald_proto_enumTypes[1].Descriptor()
+}
+
+func (StreamControl) Type() protoreflect.EnumType {
+	return &file_herald_v1_herald_proto_enumTypes[1]
+}
+
+func (x StreamControl) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StreamControl.Descriptor instead.
+func (StreamControl) EnumDescriptor() ([]byte, []int) {
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{1}
+}
+
 // Message is one push message for one subscription.
 type Message struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -407,8 +462,11 @@ func (x *RouteResponse) GetDelivered() bool {
 // RouteBatchRequest carries messages that ingest received together; the router
 // stores them in one Redis round trip and delivers them in one call per gateway.
 type RouteBatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Requests      []*RouteRequest        `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Requests []*RouteRequest        `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	// seq and timeout_ms are used on RouteStream only (see StreamControl).
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	TimeoutMs     int64  `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -448,6 +506,20 @@ func (x *RouteBatchRequest) GetRequests() []*RouteRequest {
 		return x.Requests
 	}
 	return nil
+}
+
+func (x *RouteBatchRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RouteBatchRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
 }
 
 // RouteResult is the outcome of one message of a batch: a response, or the gRPC
@@ -527,7 +599,10 @@ func (x *RouteResult) GetRetryAfterMs() int64 {
 type RouteBatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// results are in the order of the requests.
-	Results       []*RouteResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Results []*RouteResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// seq and control are used on RouteStream only (see StreamControl).
+	Seq           uint64        `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Control       StreamControl `protobuf:"varint,3,opt,name=control,proto3,enum=herald.v1.StreamControl" json:"control,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -567,6 +642,20 @@ func (x *RouteBatchResponse) GetResults() []*RouteResult {
 		return x.Results
 	}
 	return nil
+}
+
+func (x *RouteBatchResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RouteBatchResponse) GetControl() StreamControl {
+	if x != nil {
+		return x.Control
+	}
+	return StreamControl_STREAM_CONTROL_UNSPECIFIED
 }
 
 type DeleteMessageRequest struct {
@@ -774,8 +863,11 @@ func (x *DeliverResponse) GetAccepted() bool {
 }
 
 type DeliverBatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Requests      []*DeliverRequest      `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Requests []*DeliverRequest      `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	// seq and timeout_ms are used on DeliverStream only (see StreamControl).
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	TimeoutMs     int64  `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -817,10 +909,27 @@ func (x *DeliverBatchRequest) GetRequests() []*DeliverRequest {
 	return nil
 }
 
+func (x *DeliverBatchRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *DeliverBatchRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
 type DeliverBatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// accepted is in the order of the requests.
-	Accepted      []bool `protobuf:"varint,1,rep,packed,name=accepted,proto3" json:"accepted,omitempty"`
+	Accepted []bool `protobuf:"varint,1,rep,packed,name=accepted,proto3" json:"accepted,omitempty"`
+	// seq and control are used on DeliverStream only (see StreamControl).
+	Seq           uint64        `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Control       StreamControl `protobuf:"varint,3,opt,name=control,proto3,enum=herald.v1.StreamControl" json:"control,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -860,6 +969,20 @@ func (x *DeliverBatchResponse) GetAccepted() []bool {
 		return x.Accepted
 	}
 	return nil
+}
+
+func (x *DeliverBatchResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *DeliverBatchResponse) GetControl() StreamControl {
+	if x != nil {
+		return x.Control
+	}
+	return StreamControl_STREAM_CONTROL_UNSPECIFIED
 }
 
 type EvictRequest struct {
@@ -997,16 +1120,21 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"\rRouteResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06stored\x18\x02 \x01(\bR\x06stored\x12\x1c\n" +
-	"\tdelivered\x18\x03 \x01(\bR\tdelivered\"H\n" +
+	"\tdelivered\x18\x03 \x01(\bR\tdelivered\"y\n" +
 	"\x11RouteBatchRequest\x123\n" +
-	"\brequests\x18\x01 \x03(\v2\x17.herald.v1.RouteRequestR\brequests\"\x93\x01\n" +
+	"\brequests\x18\x01 \x03(\v2\x17.herald.v1.RouteRequestR\brequests\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\"\x93\x01\n" +
 	"\vRouteResult\x124\n" +
 	"\bresponse\x18\x01 \x01(\v2\x18.herald.v1.RouteResponseR\bresponse\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12$\n" +
-	"\x0eretry_after_ms\x18\x04 \x01(\x03R\fretryAfterMs\"F\n" +
+	"\x0eretry_after_ms\x18\x04 \x01(\x03R\fretryAfterMs\"\x8c\x01\n" +
 	"\x12RouteBatchResponse\x120\n" +
-	"\aresults\x18\x01 \x03(\v2\x16.herald.v1.RouteResultR\aresults\"Y\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.herald.v1.RouteResultR\aresults\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x122\n" +
+	"\acontrol\x18\x03 \x01(\x0e2\x18.herald.v1.StreamControlR\acontrol\"Y\n" +
 	"\x14DeleteMessageRequest\x12\x12\n" +
 	"\x04uaid\x18\x01 \x01(\tR\x04uaid\x12\x1d\n" +
 	"\n" +
@@ -1018,11 +1146,16 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\v2\x12.herald.v1.MessageR\amessage\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"-\n" +
 	"\x0fDeliverResponse\x12\x1a\n" +
-	"\baccepted\x18\x01 \x01(\bR\baccepted\"L\n" +
+	"\baccepted\x18\x01 \x01(\bR\baccepted\"}\n" +
 	"\x13DeliverBatchRequest\x125\n" +
-	"\brequests\x18\x01 \x03(\v2\x19.herald.v1.DeliverRequestR\brequests\"2\n" +
+	"\brequests\x18\x01 \x03(\v2\x19.herald.v1.DeliverRequestR\brequests\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\"x\n" +
 	"\x14DeliverBatchResponse\x12\x1a\n" +
-	"\baccepted\x18\x01 \x03(\bR\baccepted\"8\n" +
+	"\baccepted\x18\x01 \x03(\bR\baccepted\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x122\n" +
+	"\acontrol\x18\x03 \x01(\x0e2\x18.herald.v1.StreamControlR\acontrol\"8\n" +
 	"\fEvictRequest\x12\x12\n" +
 	"\x04uaid\x18\x01 \x01(\tR\x04uaid\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"'\n" +
@@ -1033,15 +1166,20 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"\x10URGENCY_VERY_LOW\x10\x01\x12\x0f\n" +
 	"\vURGENCY_LOW\x10\x02\x12\x12\n" +
 	"\x0eURGENCY_NORMAL\x10\x03\x12\x10\n" +
-	"\fURGENCY_HIGH\x10\x042\xe3\x01\n" +
+	"\fURGENCY_HIGH\x10\x04*I\n" +
+	"\rStreamControl\x12\x1e\n" +
+	"\x1aSTREAM_CONTROL_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14STREAM_CONTROL_DRAIN\x10\x012\xb3\x02\n" +
 	"\x06Router\x12:\n" +
 	"\x05Route\x12\x17.herald.v1.RouteRequest\x1a\x18.herald.v1.RouteResponse\x12I\n" +
 	"\n" +
-	"RouteBatch\x12\x1c.herald.v1.RouteBatchRequest\x1a\x1d.herald.v1.RouteBatchResponse\x12R\n" +
-	"\rDeleteMessage\x12\x1f.herald.v1.DeleteMessageRequest\x1a .herald.v1.DeleteMessageResponse2\xd8\x01\n" +
+	"RouteBatch\x12\x1c.herald.v1.RouteBatchRequest\x1a\x1d.herald.v1.RouteBatchResponse\x12N\n" +
+	"\vRouteStream\x12\x1c.herald.v1.RouteBatchRequest\x1a\x1d.herald.v1.RouteBatchResponse(\x010\x01\x12R\n" +
+	"\rDeleteMessage\x12\x1f.herald.v1.DeleteMessageRequest\x1a .herald.v1.DeleteMessageResponse2\xae\x02\n" +
 	"\aGateway\x12@\n" +
 	"\aDeliver\x12\x19.herald.v1.DeliverRequest\x1a\x1a.herald.v1.DeliverResponse\x12O\n" +
-	"\fDeliverBatch\x12\x1e.herald.v1.DeliverBatchRequest\x1a\x1f.herald.v1.DeliverBatchResponse\x12:\n" +
+	"\fDeliverBatch\x12\x1e.herald.v1.DeliverBatchRequest\x1a\x1f.herald.v1.DeliverBatchResponse\x12T\n" +
+	"\rDeliverStream\x12\x1e.herald.v1.DeliverBatchRequest\x1a\x1f.herald.v1.DeliverBatchResponse(\x010\x01\x12:\n" +
 	"\x05Evict\x12\x17.herald.v1.EvictRequest\x1a\x18.herald.v1.EvictResponseB8Z6github.com/herald-push/herald/proto/herald/v1;heraldv1b\x06proto3"
 
 var (
@@ -1056,56 +1194,63 @@ func file_herald_v1_herald_proto_rawDescGZIP() []byte {
 	return file_herald_v1_herald_proto_rawDescData
 }
 
-var file_herald_v1_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_herald_v1_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_herald_v1_herald_proto_goTypes = []any{
 	(Urgency)(0),                  // 0: herald.v1.Urgency
-	(*Message)(nil),               // 1: herald.v1.Message
-	(*RateLimit)(nil),             // 2: herald.v1.RateLimit
-	(*RouteRequest)(nil),          // 3: herald.v1.RouteRequest
-	(*RouteResponse)(nil),         // 4: herald.v1.RouteResponse
-	(*RouteBatchRequest)(nil),     // 5: herald.v1.RouteBatchRequest
-	(*RouteResult)(nil),           // 6: herald.v1.RouteResult
-	(*RouteBatchResponse)(nil),    // 7: herald.v1.RouteBatchResponse
-	(*DeleteMessageRequest)(nil),  // 8: herald.v1.DeleteMessageRequest
-	(*DeleteMessageResponse)(nil), // 9: herald.v1.DeleteMessageResponse
-	(*DeliverRequest)(nil),        // 10: herald.v1.DeliverRequest
-	(*DeliverResponse)(nil),       // 11: herald.v1.DeliverResponse
-	(*DeliverBatchRequest)(nil),   // 12: herald.v1.DeliverBatchRequest
-	(*DeliverBatchResponse)(nil),  // 13: herald.v1.DeliverBatchResponse
-	(*EvictRequest)(nil),          // 14: herald.v1.EvictRequest
-	(*EvictResponse)(nil),         // 15: herald.v1.EvictResponse
-	nil,                           // 16: herald.v1.Message.HeadersEntry
-	nil,                           // 17: herald.v1.Message.TraceEntry
+	(StreamControl)(0),            // 1: herald.v1.StreamControl
+	(*Message)(nil),               // 2: herald.v1.Message
+	(*RateLimit)(nil),             // 3: herald.v1.RateLimit
+	(*RouteRequest)(nil),          // 4: herald.v1.RouteRequest
+	(*RouteResponse)(nil),         // 5: herald.v1.RouteResponse
+	(*RouteBatchRequest)(nil),     // 6: herald.v1.RouteBatchRequest
+	(*RouteResult)(nil),           // 7: herald.v1.RouteResult
+	(*RouteBatchResponse)(nil),    // 8: herald.v1.RouteBatchResponse
+	(*DeleteMessageRequest)(nil),  // 9: herald.v1.DeleteMessageRequest
+	(*DeleteMessageResponse)(nil), // 10: herald.v1.DeleteMessageResponse
+	(*DeliverRequest)(nil),        // 11: herald.v1.DeliverRequest
+	(*DeliverResponse)(nil),       // 12: herald.v1.DeliverResponse
+	(*DeliverBatchRequest)(nil),   // 13: herald.v1.DeliverBatchRequest
+	(*DeliverBatchResponse)(nil),  // 14: herald.v1.DeliverBatchResponse
+	(*EvictRequest)(nil),          // 15: herald.v1.EvictRequest
+	(*EvictResponse)(nil),         // 16: herald.v1.EvictResponse
+	nil,                           // 17: herald.v1.Message.HeadersEntry
+	nil,                           // 18: herald.v1.Message.TraceEntry
 }
 var file_herald_v1_herald_proto_depIdxs = []int32{
-	16, // 0: herald.v1.Message.headers:type_name -> herald.v1.Message.HeadersEntry
+	17, // 0: herald.v1.Message.headers:type_name -> herald.v1.Message.HeadersEntry
 	0,  // 1: herald.v1.Message.urgency:type_name -> herald.v1.Urgency
-	17, // 2: herald.v1.Message.trace:type_name -> herald.v1.Message.TraceEntry
-	1,  // 3: herald.v1.RouteRequest.message:type_name -> herald.v1.Message
-	2,  // 4: herald.v1.RouteRequest.subscription_limit:type_name -> herald.v1.RateLimit
-	3,  // 5: herald.v1.RouteBatchRequest.requests:type_name -> herald.v1.RouteRequest
-	4,  // 6: herald.v1.RouteResult.response:type_name -> herald.v1.RouteResponse
-	6,  // 7: herald.v1.RouteBatchResponse.results:type_name -> herald.v1.RouteResult
-	1,  // 8: herald.v1.DeliverRequest.message:type_name -> herald.v1.Message
-	10, // 9: herald.v1.DeliverBatchRequest.requests:type_name -> herald.v1.DeliverRequest
-	3,  // 10: herald.v1.Router.Route:input_type -> herald.v1.RouteRequest
-	5,  // 11: herald.v1.Router.RouteBatch:input_type -> herald.v1.RouteBatchRequest
-	8,  // 12: herald.v1.Router.DeleteMessage:input_type -> herald.v1.DeleteMessageRequest
-	10, // 13: herald.v1.Gateway.Deliver:input_type -> herald.v1.DeliverRequest
-	12, // 14: herald.v1.Gateway.DeliverBatch:input_type -> herald.v1.DeliverBatchRequest
-	14, // 15: herald.v1.Gateway.Evict:input_type -> herald.v1.EvictRequest
-	4,  // 16: herald.v1.Router.Route:output_type -> herald.v1.RouteResponse
-	7,  // 17: herald.v1.Router.RouteBatch:output_type -> herald.v1.RouteBatchResponse
-	9,  // 18: herald.v1.Router.DeleteMessage:output_type -> herald.v1.DeleteMessageResponse
-	11, // 19: herald.v1.Gateway.Deliver:output_type -> herald.v1.DeliverResponse
-	13, // 20: herald.v1.Gateway.DeliverBatch:output_type -> herald.v1.DeliverBatchResponse
-	15, // 21: herald.v1.Gateway.Evict:output_type -> herald.v1.EvictResponse
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	18, // 2: herald.v1.Message.trace:type_name -> herald.v1.Message.TraceEntry
+	2,  // 3: herald.v1.RouteRequest.message:type_name -> herald.v1.Message
+	3,  // 4: herald.v1.RouteRequest.subscription_limit:type_name -> herald.v1.RateLimit
+	4,  // 5: herald.v1.RouteBatchRequest.requests:type_name -> herald.v1.RouteRequest
+	5,  // 6: herald.v1.RouteResult.response:type_name -> herald.v1.RouteResponse
+	7,  // 7: herald.v1.RouteBatchResponse.results:type_name -> herald.v1.RouteResult
+	1,  // 8: herald.v1.RouteBatchResponse.control:type_name -> herald.v1.StreamControl
+	2,  // 9: herald.v1.DeliverRequest.message:type_name -> herald.v1.Message
+	11, // 10: herald.v1.DeliverBatchRequest.requests:type_name -> herald.v1.DeliverRequest
+	1,  // 11: herald.v1.DeliverBatchResponse.control:type_name -> herald.v1.StreamControl
+	4,  // 12: herald.v1.Router.Route:input_type -> herald.v1.RouteRequest
+	6,  // 13: herald.v1.Router.RouteBatch:input_type -> herald.v1.RouteBatchRequest
+	6,  // 14: herald.v1.Router.RouteStream:input_type -> herald.v1.RouteBatchRequest
+	9,  // 15: herald.v1.Router.DeleteMessage:input_type -> herald.v1.DeleteMessageRequest
+	11, // 16: herald.v1.Gateway.Deliver:input_type -> herald.v1.DeliverRequest
+	13, // 17: herald.v1.Gateway.DeliverBatch:input_type -> herald.v1.DeliverBatchRequest
+	13, // 18: herald.v1.Gateway.DeliverStream:input_type -> herald.v1.DeliverBatchRequest
+	15, // 19: herald.v1.Gateway.Evict:input_type -> herald.v1.EvictRequest
+	5,  // 20: herald.v1.Router.Route:output_type -> herald.v1.RouteResponse
+	8,  // 21: herald.v1.Router.RouteBatch:output_type -> herald.v1.RouteBatchResponse
+	8,  // 22: herald.v1.Router.RouteStream:output_type -> herald.v1.RouteBatchResponse
+	10, // 23: herald.v1.Router.DeleteMessage:output_type -> herald.v1.DeleteMessageResponse
+	12, // 24: herald.v1.Gateway.Deliver:output_type -> herald.v1.DeliverResponse
+	14, // 25: herald.v1.Gateway.DeliverBatch:output_type -> herald.v1.DeliverBatchResponse
+	14, // 26: herald.v1.Gateway.DeliverStream:output_type -> herald.v1.DeliverBatchResponse
+	16, // 27: herald.v1.Gateway.Evict:output_type -> herald.v1.EvictResponse
+	20, // [20:28] is the sub-list for method output_type
+	12, // [12:20] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_herald_proto_init() }
@@ -1118,7 +1263,7 @@ func file_herald_v1_herald_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_herald_proto_rawDesc), len(file_herald_v1_herald_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   2,

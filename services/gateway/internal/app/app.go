@@ -226,7 +226,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	// a fresh one that grows it again (DeliverBatch never blocks).
 	grpcSrv := grpc.NewServer(grpc.StatsHandler(tel.GRPCServerHandler(otelgrpc.NewServerHandler(otelgrpc.WithMeterProvider(telemetry.NoMeter)))),
 		grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))))
-	heraldv1.RegisterGatewayServer(grpcSrv, deliver.NewServer(hub))
+	deliverSrv := deliver.NewServer(hub)
+	deliverSrv.ObserveStreamedCalls(tel.StreamedCalls(heraldv1.Gateway_DeliverBatch_FullMethodName))
+	heraldv1.RegisterGatewayServer(grpcSrv, deliverSrv)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	probe := service.NewProbe(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
@@ -281,6 +283,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		close(drained)
 		// 3. Stop intake and leave the registry.
 		_ = wsSrv.Shutdown(dctx) // the connections are gone; this closes listeners and idle requests
+		deliverSrv.Drain()       // routers' DeliverStreams end once answered
 		service.GracefulStop(dctx, grpcSrv)
 		_ = adminSrv.Shutdown(dctx) // probes only; nothing to lose
 		if err := gateways.Leave(dctx, cfg.ID); err != nil {

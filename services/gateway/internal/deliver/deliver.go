@@ -6,6 +6,8 @@ package deliver
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,11 +23,14 @@ import (
 // Server implements heraldv1.GatewayServer.
 type Server struct {
 	heraldv1.UnimplementedGatewayServer
-	hub *session.Hub
+	hub       *session.Hub
+	drain     chan struct{} // closed by Drain
+	drainOnce sync.Once
+	observe   func(context.Context, time.Duration)
 }
 
 // NewServer returns a Server over hub.
-func NewServer(hub *session.Hub) *Server { return &Server{hub: hub} }
+func NewServer(hub *session.Hub) *Server { return &Server{hub: hub, drain: make(chan struct{})} }
 
 // Deliver queues a live message to its user agent's connection, if that connection
 // is here and still holds the epoch the router read.

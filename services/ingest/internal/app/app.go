@@ -50,11 +50,14 @@ type Config struct {
 	RouterAddr  string
 	RouteBatch  int
 	RouteCalls  int
-	MaxTTL      int64
-	MaxBody     int64
-	Timeout     time.Duration
-	VAPIDCache  int
-	ErrorsURL   string
+	// RouteStreams is how many RouteStream streams carry the batches; each new one
+	// is balanced over the router's addresses like a call.
+	RouteStreams int
+	MaxTTL       int64
+	MaxBody      int64
+	Timeout      time.Duration
+	VAPIDCache   int
+	ErrorsURL    string
 
 	HTTP      HTTPConfig
 	RateLimit ratelimit.Config
@@ -74,6 +77,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RouterAddr, "router-addr", "127.0.0.1:8090", "gRPC address of the router (a DNS name balances over its addresses)")
 	fs.IntVar(&c.RouteBatch, "route-batch", 128, "most messages sent to the router in one call")
 	fs.IntVar(&c.RouteCalls, "route-calls", 16, "most calls to the router in flight; messages arriving while all are busy share the next call")
+	fs.IntVar(&c.RouteStreams, "route-streams", 2, "long-lived gRPC streams to the routers that carry the calls (taken in turn)")
 	fs.Int64Var(&c.MaxTTL, "max-ttl", defaultMaxTTL, "largest TTL applied, in seconds; larger ones are clamped")
 	fs.Int64Var(&c.MaxBody, "max-body", 4096, "largest encrypted body accepted, in bytes")
 	fs.DurationVar(&c.Timeout, "request-timeout", 5*time.Second, "bound on the storage work done for one request, once it is read")
@@ -100,8 +104,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("public-url %q: want http(s)://host[:port]", c.PublicURL))
 		}
 	}
-	if c.MaxTTL < 0 || c.MaxBody < 1 || c.Timeout <= 0 || c.VAPIDCache < 0 || c.RouteBatch < 1 || c.RouteCalls < 1 {
-		errs = append(errs, errors.New("max-ttl, max-body, request-timeout, vapid-cache, route-batch and route-calls must be positive"))
+	if c.MaxTTL < 0 || c.MaxBody < 1 || c.Timeout <= 0 || c.VAPIDCache < 0 || c.RouteBatch < 1 || c.RouteCalls < 1 || c.RouteStreams < 1 {
+		errs = append(errs, errors.New("max-ttl, max-body, request-timeout, vapid-cache, route-batch, route-calls and route-streams must be positive"))
 	}
 	if c.Timeout >= c.HTTP.WriteTimeout {
 		errs = append(errs, errors.New("request-timeout must be shorter than write-timeout, or no answer could be written"))
@@ -164,7 +168,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return fmt.Errorf("router client: %w", err)
 	}
 	defer cc.Close()
-	routes := routerbatch.New(heraldv1.NewRouterClient(cc), cfg.RouteBatch, cfg.RouteCalls)
+	router := routerbatch.NewStreamed(heraldv1.NewRouterClient(cc), cfg.RouteStreams)
+	defer router.Close() // after the batcher's last call (deferred calls run last-first)
+	routes := routerbatch.New(router, cfg.RouteBatch, cfg.RouteCalls)
 
 	ln, err := service.Listen(log, "http", cfg.Listen)
 	if err != nil {

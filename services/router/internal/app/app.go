@@ -100,6 +100,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		// Clients reconnect now and then, so that routers added by a scale-up get
 		// their share of ingest's calls (gRPC balances per connection).
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: 30 * time.Second}))
+	router.ObserveStreamedCalls(tel.StreamedCalls(heraldv1.Router_RouteBatch_FullMethodName))
 	heraldv1.RegisterRouterServer(grpcSrv, router)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
@@ -120,6 +121,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Drain.Timeout)
 		defer cancel()
 		// In-flight Route calls finish: each either stored its message or failed.
+		// RouteStream's clients are asked to half-close their streams, which then
+		// end once every batch they carried is answered.
+		router.Drain()
 		service.GracefulStop(dctx, grpcSrv)
 		_ = adminSrv.Shutdown(dctx) // probes only; nothing to lose
 		log.Info("drained")

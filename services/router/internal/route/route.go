@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/herald-push/herald/pkg/lease"
 	"github.com/herald-push/herald/pkg/msgtrace"
 	"github.com/herald-push/herald/pkg/queue"
+	"github.com/herald-push/herald/pkg/rpcstream"
 	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
 )
 
@@ -46,7 +48,7 @@ type Owners interface {
 
 // Gateways reaches gateways by address.
 type Gateways interface {
-	Client(addr string) (heraldv1.GatewayClient, error)
+	DeliverBatch(ctx context.Context, addr string, req *heraldv1.DeliverBatchRequest) (*heraldv1.DeliverBatchResponse, error)
 	Forget(addr string)
 }
 
@@ -62,6 +64,9 @@ type Server struct {
 	now            func() time.Time
 	tracer         trace.Tracer
 	metrics        *metrics
+	drain          chan struct{} // closed by Drain
+	drainOnce      sync.Once
+	observe        func(context.Context, time.Duration)
 }
 
 // NewServer returns a Server; deliverTimeout bounds each call to a gateway.
@@ -72,9 +77,29 @@ func NewServer(rdb redis.UniversalClient, q Queue, owners Owners, gateways Gatew
 	}
 	return &Server{
 		rdb: rdb, queue: q, owners: owners, gateways: gateways, deliverTimeout: deliverTimeout, log: log,
-		now: time.Now, tracer: msgtrace.Tracer("router"), metrics: m,
+		now: time.Now, tracer: msgtrace.Tracer("router"), metrics: m, drain: make(chan struct{}),
 	}, nil
 }
+
+// streamParallel bounds the batches of one RouteStream routed at once; ingest
+// bounds its calls in flight too (-route-calls).
+const streamParallel = 64
+
+// RouteStream routes the batches of one stream as RouteBatch would, several at once.
+func (s *Server) RouteStream(stream grpc.BidiStreamingServer[heraldv1.RouteBatchRequest, heraldv1.RouteBatchResponse]) error {
+	return rpcstream.Serve(stream, rpcstream.ServeOptions{Parallel: streamParallel, Drain: s.drain, Observe: s.observe}, func(ctx context.Context, req *heraldv1.RouteBatchRequest) *heraldv1.RouteBatchResponse {
+		return &heraldv1.RouteBatchResponse{Results: s.route(ctx, req.GetRequests())}
+	})
+}
+
+// ObserveStreamedCalls has f record each batch RouteStream carries (see
+// telemetry.StreamedCalls).
+func (s *Server) ObserveStreamedCalls(f func(context.Context, time.Duration)) { s.observe = f }
+
+// Drain asks the clients of every RouteStream, open or opened later, to move to
+// another router. Call it before the gRPC server's GracefulStop, which waits for
+// the streams to end.
+func (s *Server) Drain() { s.drainOnce.Do(func() { close(s.drain) }) }
 
 // Route routes one message: a batch of one.
 func (s *Server) Route(ctx context.Context, req *heraldv1.RouteRequest) (*heraldv1.RouteResponse, error) {
@@ -312,18 +337,13 @@ func (s *Server) deliver(ctx context.Context, byGateway map[string][]*item) {
 	for addr, items := range byGateway {
 		wg.Go(func() {
 			gateway := items[0].owner.Gateway
-			gw, err := s.gateways.Client(addr)
-			if err != nil {
-				s.log.Warn("gateway client", "gateway", gateway, "err", err)
-				return
-			}
 			req := &heraldv1.DeliverBatchRequest{Requests: make([]*heraldv1.DeliverRequest, len(items))}
 			for i, it := range items {
 				req.Requests[i] = &heraldv1.DeliverRequest{Message: it.m, Epoch: it.owner.Epoch}
 			}
 			dctx, cancel := context.WithTimeout(ctx, s.deliverTimeout)
 			defer cancel()
-			resp, err := gw.DeliverBatch(dctx, req)
+			resp, err := s.gateways.DeliverBatch(dctx, addr, req)
 			if err != nil {
 				if status.Code(err) == codes.Unavailable {
 					// The gateway is gone; redial on the next message for that address.

@@ -22,8 +22,10 @@ import (
 // noGateways is never asked: no user agent in these tests is connected.
 type noGateways struct{}
 
-func (noGateways) Client(string) (heraldv1.GatewayClient, error) { panic("no gateway") }
-func (noGateways) Forget(string)                                 {}
+func (noGateways) DeliverBatch(context.Context, string, *heraldv1.DeliverBatchRequest) (*heraldv1.DeliverBatchResponse, error) {
+	panic("no gateway")
+}
+func (noGateways) Forget(string) {}
 
 // TestSubscriptionChanges checks that a message whose subscription changed since
 // ingest checked it is refused, stored (TTL > 0) or not, in one batch with others.
