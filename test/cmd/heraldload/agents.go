@@ -28,6 +28,10 @@ type agent struct {
 	sub       sender.Subscription
 	uaid      string
 	channelID string
+	// secrets holds the ECDH secrets of the messages -prepare built for this user
+	// agent: one ece.Secrets for a whole run's messages would pass its bound (see
+	// tally.secretsFor).
+	secrets ece.Secrets
 }
 
 // connectRetries counts connections that had to be tried again.
@@ -104,7 +108,8 @@ func connectOne(ctx context.Context, url string, hc *http.Client) (*agent, error
 }
 
 // payloadHeader is the start of every plaintext: the message's sequence number and
-// the time it was sent, in Unix nanoseconds.
+// the time it was sent, in Unix nanoseconds (zero in a body -prepare built: its send
+// time is in tally.sentAt).
 const payloadHeader = 16
 
 func makePayload(seq uint64, size int, now time.Time) []byte {
@@ -125,6 +130,10 @@ type tally struct {
 	// receiving it costs no second scalar multiplication (see ece.Secrets): the
 	// load tool spends its CPU on Herald, not on computing a secret twice.
 	secrets ece.Secrets
+	// sentAt[seq] is when message seq was posted, in Unix nanoseconds, in a -prepare
+	// run (nil otherwise): its body was built before the run, so the time in its
+	// plaintext is not its send time.
+	sentAt []atomic.Int64
 
 	mu        sync.Mutex
 	measuring bool
@@ -164,17 +173,20 @@ func (t *tally) record(a *agent, n mozproto.Notification, now time.Time) {
 		t.decryptKO.Add(1)
 		return
 	}
-	plain, err := t.secrets.Decrypt(body, a.priv, a.auth)
+	plain, err := t.secretsFor(a).Decrypt(body, a.priv, a.auth)
 	if err != nil || len(plain) < payloadHeader {
 		// Sealed for another user agent's keys: it reached the wrong one.
 		t.foreign.Add(1)
 		return
 	}
 	seq := binary.BigEndian.Uint64(plain[0:8])
-	sent := time.Unix(0, int64(binary.BigEndian.Uint64(plain[8:16])))
 	if seq >= uint64(len(t.seen)) {
 		t.decryptKO.Add(1)
 		return
+	}
+	sent := time.Unix(0, int64(binary.BigEndian.Uint64(plain[8:16])))
+	if t.sentAt != nil {
+		sent = time.Unix(0, t.sentAt[seq].Load())
 	}
 	t.seen[seq].Add(1)
 	t.received.Add(1)
@@ -183,4 +195,16 @@ func (t *tally) record(a *agent, n mozproto.Notification, now time.Time) {
 		t.latencies = append(t.latencies, now.Sub(sent))
 	}
 	t.mu.Unlock()
+}
+
+// secretsFor returns the ece.Secrets holding the secrets of a's messages. Sending
+// while encrypting, the secrets held at once are those of the messages in flight,
+// and one ece.Secrets serves them all; -prepare remembers every message's secret
+// before the run, which one ece.Secrets would stop doing past its bound (2^18), so
+// each user agent keeps its own.
+func (t *tally) secretsFor(a *agent) *ece.Secrets {
+	if t.sentAt != nil {
+		return &a.secrets
+	}
+	return &t.secrets
 }

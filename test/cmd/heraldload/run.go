@@ -22,6 +22,9 @@ func run(ctx context.Context, cfg config) error {
 	if len(cfg.gateways) == 0 || len(cfg.sources) == 0 || cfg.conns < 1 {
 		return errors.New("need -gateways, -sources and -conns")
 	}
+	if err := checkPrepare(cfg); err != nil {
+		return err
+	}
 	before := sampleAll(cfg.pids)
 	start := time.Now()
 	connectCfg := cfg
@@ -75,8 +78,11 @@ func reportIdle(ctx context.Context, cfg config, agents int, before map[string]p
 
 // runLoad sends at the configured rate and reports deliveries, latency and cost.
 func runLoad(ctx context.Context, cfg config, agents []*agent) error {
-	total := int(float64(cfg.rate) * (cfg.warmup + cfg.duration).Seconds())
+	total := cfg.messages()
 	t := &tally{seen: make([]atomic.Uint32, total)}
+	if cfg.prepare {
+		t.sentAt = make([]atomic.Int64, total)
+	}
 	rctx, stopReceiving := context.WithCancel(ctx)
 	var recv sync.WaitGroup
 	for _, a := range agents {
@@ -105,6 +111,15 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 		}
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.concurrency, MaxConnsPerHost: cfg.concurrency}, Timeout: 10 * time.Second}
+	var prep *prepared
+	if cfg.prepare {
+		fmt.Fprintf(os.Stderr, "encrypting %d messages before the warm-up (-prepare)\n", total)
+		var err error
+		if prep, err = prepare(ctx, cfg, agents, total, auth); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "encrypted %d messages in %s\n", total, prep.took.Round(time.Millisecond))
+	}
 
 	var (
 		okSent   atomic.Int64
@@ -118,16 +133,25 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 		senders.Go(func() {
 			for seq := range jobs {
 				a := agents[seq%uint64(len(agents))]
-				res, err := sender.Send(ctx, a.sub, makePayload(seq, cfg.payload, time.Now()), sender.Options{
-					TTL: cfg.ttl, Authorization: auth, Client: client, Encrypt: []ece.Option{ece.WithSecrets(&t.secrets)},
-				})
+				var status int
+				var err error
+				if prep != nil {
+					t.sentAt[seq].Store(time.Now().UnixNano())
+					status, err = prep.post(ctx, client, a.sub.Endpoint, seq)
+				} else {
+					var res sender.Result
+					res, err = sender.Send(ctx, a.sub, makePayload(seq, cfg.payload, time.Now()), sender.Options{
+						TTL: cfg.ttl, Authorization: auth, Client: client, Encrypt: []ece.Option{ece.WithSecrets(&t.secrets)},
+					})
+					status = res.Status
+				}
 				switch {
 				case err != nil:
 					sendErrs.Add(1)
-				case res.Status == http.StatusCreated:
+				case status == http.StatusCreated:
 					okSent.Add(1)
 				default:
-					c, _ := failed.LoadOrStore(res.Status, new(atomic.Int64))
+					c, _ := failed.LoadOrStore(status, new(atomic.Int64))
 					c.(*atomic.Int64).Add(1)
 				}
 			}
@@ -198,8 +222,19 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 	lost = okSent.Load() - (t.received.Load() - dups)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 
-	fmt.Printf("conditions: %d user agents over %d gateway(s), %d source address(es); offered %d msg/s for %s after %s warm-up; %d in flight at most; TTL %d; %d-byte plaintext (aes128gcm); VAPID %v (one token reused); each message encrypted with a fresh sender key and decrypted with the user agent's keys, the ECDH secret computed once; load tool GOMAXPROCS %d\n",
-		len(agents), len(cfg.gateways), len(cfg.sources), cfg.rate, cfg.duration, cfg.warmup, cfg.concurrency, cfg.ttl, cfg.payload, cfg.vapid, runtime.GOMAXPROCS(0))
+	encrypted := "encrypted while sending, latency timed from before encrypting"
+	if prep != nil {
+		encrypted = "bodies encrypted before the measured window (-prepare), latency timed from each POST"
+	}
+	fmt.Printf("conditions: %d user agents over %d gateway(s), %d source address(es); offered %d msg/s for %s after %s warm-up; %d in flight at most; TTL %d; %d-byte plaintext (aes128gcm); VAPID %v (one token reused); each message encrypted with a fresh sender key and decrypted with the user agent's keys, the ECDH secret computed once; %s; load tool GOMAXPROCS %d\n",
+		len(agents), len(cfg.gateways), len(cfg.sources), cfg.rate, cfg.duration, cfg.warmup, cfg.concurrency, cfg.ttl, cfg.payload, cfg.vapid, encrypted, runtime.GOMAXPROCS(0))
+	if prep != nil {
+		fmt.Printf("prepared: %d bodies (%.1f MiB) encrypted before the warm-up in %s, %.2f CPU-s of the load tool (not in the cost below)\n",
+			total, mib(int64(len(prep.bodies))), prep.took.Round(time.Millisecond), prep.cpu)
+		if prep.unremembered > 0 {
+			fmt.Printf("  %d of their ECDH secrets past ece.Secrets' bound: receiving those computes the secret again, inside the window\n", prep.unremembered)
+		}
+	}
 	fmt.Printf("sent: %d accepted (201), %d refused, %d transport errors, %d not sent (senders busy)\n",
 		okSent.Load(), countFailed(&failed), sendErrs.Load(), skipped.Load())
 	failed.Range(func(k, v any) bool {
