@@ -60,10 +60,12 @@ type conn struct {
 
 // start runs the reader, and schedules the first ping.
 func (c *conn) start() {
-	c.wg.Go(c.read)
+	// The pinger is set before the reader starts: a frame the reader takes may end
+	// the connection at once, and Close stops the pinger.
 	c.mu.Lock()
 	c.pinger = time.AfterFunc(c.cfg.PingInterval, c.ping)
 	c.mu.Unlock()
+	c.wg.Go(c.read)
 }
 
 // Close implements uaconn.Transport: it flushes what is queued (not to a slow
