@@ -23,21 +23,31 @@ type releaseScan struct {
 
 // Drain reads the next page of waiting messages and returns them as notifications;
 // more says another page may follow. It first finishes a pending release of held
-// messages, then reads after the cursor. Messages below the urgency bar are held,
-// not returned.
+// messages, then reads after the position the drains got to (read), skipping
+// what was sent live meanwhile. Messages below the urgency bar are held, not
+// returned.
 func (s *Session) Drain(ctx context.Context) (notes []mozproto.Notification, more bool, err error) {
 	if s.release != nil {
 		notes, err := s.releasePage(ctx)
 		return notes, true, err
 	}
 	page := s.hub.cfg.DrainPage
-	entries, err := s.hub.queue.Range(ctx, s.uaid, s.cursor, page, s.hub.now())
+	entries, err := s.hub.queue.Range(ctx, s.uaid, s.read, page, s.hub.now())
 	if err != nil {
 		return nil, false, fmt.Errorf("drain: %w", err)
 	}
 	var orphans []string
 	for _, e := range entries {
-		s.cursor = e.ID
+		s.read = e.ID
+		if queue.EntryAfter(e.ID, s.cursor) {
+			s.cursor = e.ID
+		}
+		if _, sent := s.ahead[e.ID]; sent {
+			continue
+		}
+		if _, held := s.held[e.ID]; held {
+			continue // held when it came live; a release sends it
+		}
 		if _, ok := s.channels[e.ChannelID]; !ok {
 			orphans = append(orphans, e.ID)
 			continue
@@ -49,10 +59,53 @@ func (s *Session) Drain(ctx context.Context) (notes []mozproto.Notification, mor
 		notes = append(notes, notification(e.ChannelID, e.ID, e.Data, e.Headers, int64(e.TTL.Seconds())))
 		s.noteSent(ctx, e.ID, true, e.Received, msgtrace.FromTraceParent(e.TraceParent))
 	}
+	more = int64(len(entries)) == page || s.release != nil
+	if len(s.ahead) > 0 && !s.passAhead(len(entries) == 0) {
+		more = true
+	}
 	if err := s.dropOrphans(ctx, orphans); err != nil {
 		return notes, false, err
 	}
-	return notes, int64(len(entries)) == page || s.release != nil, nil
+	return notes, more, nil
+}
+
+// passAhead forgets the messages sent ahead of the drains that the drains have
+// passed: met, or gone from the queue (expired, replaced, deleted). At the end of
+// the queue (end: a page came back empty) those after read are gone too, since
+// each was stored before it was sent. It reports whether none is left. A short
+// page is not the end: Range leaves out the expired messages it meets, so the
+// drain goes on until a page comes back empty rather than remember the rest. (A
+// full page of expired messages comes back empty too: a message sent ahead past
+// them may then be sent again by a later drain, but none is skipped.)
+func (s *Session) passAhead(end bool) bool {
+	if !end {
+		for id := range s.ahead {
+			if !queue.EntryAfter(id, s.read) {
+				delete(s.ahead, id)
+			}
+		}
+	}
+	if end || len(s.ahead) == 0 {
+		s.ahead = nil // it may have grown large; most connections hold none
+		return true
+	}
+	return false
+}
+
+// sentAhead records that the stored message id was sent before the drains got to
+// it, so that they skip it. When too many pile up (a user agent that does not
+// acknowledge), a resync is asked for: its drain passes them.
+func (s *Session) sentAhead(id string) {
+	if !queue.EntryAfter(id, s.read) {
+		return
+	}
+	if s.ahead == nil {
+		s.ahead = make(map[string]struct{})
+	}
+	s.ahead[id] = struct{}{}
+	if int64(len(s.ahead)) > 10*s.hub.cfg.DrainPage {
+		s.askResync()
+	}
 }
 
 // releasePage scans one page of the queue for held messages.
@@ -78,7 +131,7 @@ func (s *Session) releasePage(ctx context.Context) ([]mozproto.Notification, err
 		}
 		rs.after = e.ID
 		if _, ok := s.held[e.ID]; !ok {
-			continue // sent on this connection, or never held
+			continue // sent on this connection, never held, or left to a drain
 		}
 		switch {
 		case !s.subscribed(e.ChannelID):
@@ -86,6 +139,7 @@ func (s *Session) releasePage(ctx context.Context) ([]mozproto.Notification, err
 		case s.meetsBar(heraldv1.Urgency(e.Urgency)):
 			notes = append(notes, notification(e.ChannelID, e.ID, e.Data, e.Headers, int64(e.TTL.Seconds())))
 			s.noteSent(ctx, e.ID, true, e.Received, msgtrace.FromTraceParent(e.TraceParent))
+			s.sentAhead(e.ID)
 		default:
 			rs.keep[e.ID] = struct{}{}
 		}
@@ -103,11 +157,7 @@ func (s *Session) hold(id string) {
 	s.held[id] = struct{}{}
 	if s.release == nil && int64(len(s.held)) > 10*s.hub.cfg.DrainPage {
 		s.release = &releaseScan{}
-		select {
-		case s.resync <- struct{}{}:
-			s.wake()
-		default:
-		}
+		s.askResync()
 	}
 }
 
@@ -129,18 +179,23 @@ func (s *Session) dropOrphans(ctx context.Context, orphans []string) error {
 }
 
 // Take turns a live message into a notification, or reports false when it must not
-// be sent now: a drain already dealt with it, its channel is no longer subscribed,
-// or it is below the urgency bar (then a stored one is held for later).
+// be sent now: it was dealt with on this connection already (by a drain, or an
+// earlier delivery of it), its channel is no longer subscribed, or it is below the
+// urgency bar (then a stored one is held for later). A stored message older than
+// one sent live is still sent, unless a drain met it: live deliveries of one user
+// agent come in either order.
 func (s *Session) Take(ctx context.Context, m *heraldv1.Message) (mozproto.Notification, bool) {
 	ch, err := ids.ParseChannelID(m.ChannelId)
 	if err != nil || !s.subscribed(ch) {
 		return mozproto.Notification{}, false
 	}
 	if m.Stored {
-		if !queue.EntryAfter(m.Id, s.cursor) {
+		if s.dealtWith(m.Id) {
 			return mozproto.Notification{}, false
 		}
-		s.cursor = m.Id
+		if queue.EntryAfter(m.Id, s.cursor) {
+			s.cursor = m.Id
+		}
 	}
 	if !s.meetsBar(m.Urgency) {
 		if m.Stored {
@@ -149,7 +204,22 @@ func (s *Session) Take(ctx context.Context, m *heraldv1.Message) (mozproto.Notif
 		return mozproto.Notification{}, false
 	}
 	s.noteSent(ctx, m.Id, m.Stored, time.UnixMilli(m.ReceivedUnixMs), m.Trace)
+	if m.Stored {
+		s.sentAhead(m.Id)
+	}
 	return notification(ch, m.Id, m.Data, m.Headers, m.TtlSeconds), true
+}
+
+// dealtWith reports whether the stored message id was dealt with on this
+// connection: a drain read it, or it was sent or held since. A malformed id
+// counts as dealt with: no such message is in the queue.
+func (s *Session) dealtWith(id string) bool {
+	if !queue.EntryAfter(id, s.read) {
+		return true
+	}
+	_, sent := s.ahead[id]
+	_, held := s.held[id]
+	return sent || held
 }
 
 // notification builds the frame Firefox decrypts: data in base64url without padding

@@ -33,12 +33,23 @@ type Session struct {
 	channels map[ids.ChannelID][]byte
 	// broadcasts are the ids of broadcasts Herald defines that the user agent follows.
 	broadcasts map[string]struct{}
+	// read is the queue entry id the drains got to: every stored message at or
+	// before it was dealt with on this connection (sent, held below the urgency
+	// bar, or dropped), and a drain reads after it. A live message at or before it
+	// is not sent again.
+	read string
+	// ahead are the stored messages after read sent on this connection (live, or
+	// released from held) and not acknowledged yet: a drain skips them. A live
+	// message newer than one not yet seen says nothing of the older one: two
+	// routers' batches for one user agent store in turn and deliver concurrently,
+	// so their calls come in either order. The older one is sent when its own
+	// live delivery comes, or when a drain reaches it.
+	ahead map[string]struct{}
 	// cursor is the queue entry id of the newest stored message this connection has
-	// dealt with (sent, or held below the urgency bar): live messages at or before
-	// it were already dealt with by a drain.
+	// dealt with; the held messages are at or before it.
 	cursor string
-	// held are the stored messages at or before cursor that the urgency bar kept
-	// back; they are sent when the bar is lowered.
+	// held are the stored messages that the urgency bar kept back; they are sent
+	// when the bar is lowered.
 	held map[string]struct{}
 	// release is the state of a pass over the queue that sends held messages.
 	release *releaseScan
@@ -118,12 +129,18 @@ func (s *Session) Offer(m *heraldv1.Message) bool {
 	if !m.Stored {
 		return false
 	}
+	s.askResync()
+	return true
+}
+
+// askResync asks the connection to Drain the queue again. It never blocks: one
+// pending resync is enough.
+func (s *Session) askResync() {
 	select {
 	case s.resync <- struct{}{}:
 		s.wake()
 	default: // a resync is already pending
 	}
-	return true
 }
 
 // Idle reports whether the user agent has nothing to receive: no subscription and no
@@ -264,6 +281,10 @@ func (s *Session) Ack(ctx context.Context, m mozproto.ClientMessage) error {
 	}
 	if _, err := s.hub.queue.Delete(ctx, s.uaid, entries...); err != nil {
 		return fmt.Errorf("ack: %w", err)
+	}
+	// Gone from the queue, so no drain will meet them.
+	for _, id := range entries {
+		delete(s.ahead, id)
 	}
 	s.noteAcked(ctx, entries)
 	return nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -532,4 +533,172 @@ func TestEventsWakeTheConnection(t *testing.T) {
 	default:
 		t.Fatal("Kicked not closed")
 	}
+}
+
+// TestLiveMessagesOutOfOrder: two routers store a message each for one user agent
+// (the entry ids come out in the order stored) and deliver them in separate calls,
+// which reach the gateway in either order. Each stored message goes to the user
+// agent once, whether a live delivery or a drain (a resync) comes to it first.
+func TestLiveMessagesOutOfOrder(t *testing.T) {
+	ctx := context.Background()
+	setup := func(t *testing.T) (*world, *Session, ids.ChannelID) {
+		w := newWorld(t)
+		s, _ := w.hello(t, mozproto.ClientMessage{})
+		ch := ids.NewChannelID()
+		register(t, s, ch.String(), "")
+		if got := drainAll(t, s); len(got) != 0 { // the drain after hello
+			t.Fatalf("a new user agent was sent %v", got)
+		}
+		return w, s, ch
+	}
+	take := func(s *Session, ch ids.ChannelID, id string) bool {
+		_, ok := s.Take(ctx, &heraldv1.Message{ChannelId: ch.String(), Id: id, Stored: true})
+		return ok
+	}
+	ack := func(t *testing.T, s *Session, ch ids.ChannelID, versions ...string) {
+		t.Helper()
+		m := mozproto.ClientMessage{Type: mozproto.TypeAck}
+		for _, v := range versions {
+			m.Updates = append(m.Updates, mozproto.Update{ChannelID: ch.String(), Version: v, Code: mozproto.AckDelivered})
+		}
+		if err := s.Ack(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("older delivered after newer", func(t *testing.T) {
+		w, s, ch := setup(t)
+		older := w.queue.add(s.UAID(), ch, heraldv1.Urgency_URGENCY_NORMAL)
+		newer := w.queue.add(s.UAID(), ch, heraldv1.Urgency_URGENCY_NORMAL)
+		if !take(s, ch, newer) {
+			t.Fatal("the newer message was not sent")
+		}
+		if !take(s, ch, older) {
+			t.Fatal("the older message, delivered after the newer one, was not sent")
+		}
+		if take(s, ch, older) || take(s, ch, newer) {
+			t.Fatal("a message delivered twice was sent twice")
+		}
+		if got := drainAll(t, s); len(got) != 0 {
+			t.Fatalf("a resync sent again %v", got)
+		}
+		ack(t, s, ch, newer, older)
+		if n := len(w.queue.entries[s.UAID()]); n != 0 {
+			t.Fatalf("%d messages left after the acks", n)
+		}
+	})
+
+	t.Run("older left to a resync", func(t *testing.T) {
+		// The older message's delivery found the inbox full: the resync asked for
+		// must find it, though a newer one was sent live.
+		w, s, ch := setup(t)
+		older := w.queue.add(s.UAID(), ch, heraldv1.Urgency_URGENCY_NORMAL)
+		newer := w.queue.add(s.UAID(), ch, heraldv1.Urgency_URGENCY_NORMAL)
+		if !take(s, ch, newer) {
+			t.Fatal("the newer message was not sent")
+		}
+		if got := drainAll(t, s); len(got) != 1 || got[0] != older {
+			t.Fatalf("the resync sent %v, want [%s]", got, older)
+		}
+		if take(s, ch, older) || take(s, ch, newer) {
+			t.Fatal("the inbox's copy of a message sent was sent again")
+		}
+	})
+
+	t.Run("newer deleted before the resync", func(t *testing.T) {
+		// The application server deletes the newer message after it was sent: the
+		// resync, which never meets it, ends all the same and forgets it.
+		w, s, ch := setup(t)
+		older := w.queue.add(s.UAID(), ch, heraldv1.Urgency_URGENCY_NORMAL)
+		newer := w.queue.add(s.UAID(), ch, heraldv1.Urgency_URGENCY_NORMAL)
+		if !take(s, ch, newer) {
+			t.Fatal("the newer message was not sent")
+		}
+		if _, err := w.queue.Delete(ctx, s.UAID(), newer); err != nil {
+			t.Fatal(err)
+		}
+		if got := drainAll(t, s); len(got) != 1 || got[0] != older {
+			t.Fatalf("the resync sent %v, want [%s]", got, older)
+		}
+	})
+
+	t.Run("resync over several pages", func(t *testing.T) {
+		// Live messages sent ahead of the drains, one acknowledged already; the
+		// resync reads two at a time (DrainPage), and sends only the others.
+		w, s, ch := setup(t)
+		var stored []string
+		for range 6 {
+			stored = append(stored, w.queue.add(s.UAID(), ch, heraldv1.Urgency_URGENCY_NORMAL))
+		}
+		for _, i := range []int{5, 2, 3} {
+			if !take(s, ch, stored[i]) {
+				t.Fatalf("message %d was not sent", i)
+			}
+		}
+		ack(t, s, ch, stored[3])
+		want := []string{stored[0], stored[1], stored[4]}
+		if got := drainAll(t, s); !slices.Equal(got, want) {
+			t.Fatalf("the resync sent %v, want %v", got, want)
+		}
+		for i, id := range stored {
+			if take(s, ch, id) {
+				t.Fatalf("message %d was sent again", i)
+			}
+		}
+	})
+
+	t.Run("many unacknowledged", func(t *testing.T) {
+		// A user agent that does not acknowledge: the session asks for a resync
+		// before it remembers too many messages sent ahead of the drains, and the
+		// resync sends none of them again.
+		w, s, ch := setup(t)
+		var sent []string
+		for len(s.Resync()) == 0 {
+			if len(sent) > 100 {
+				t.Fatal("no resync after 100 messages sent live and not acknowledged")
+			}
+			id := w.queue.add(s.UAID(), ch, heraldv1.Urgency_URGENCY_NORMAL)
+			if !take(s, ch, id) {
+				t.Fatalf("message %s was not sent", id)
+			}
+			sent = append(sent, id)
+		}
+		<-s.Resync()
+		if got := drainAll(t, s); len(got) != 0 {
+			t.Fatalf("the resync sent again %v", got)
+		}
+		for _, id := range sent {
+			if take(s, ch, id) {
+				t.Fatalf("message %s was sent again", id)
+			}
+		}
+		// The resync passed them, and they are forgotten.
+		if !take(s, ch, w.queue.add(s.UAID(), ch, heraldv1.Urgency_URGENCY_NORMAL)) || len(s.Resync()) != 0 {
+			t.Fatal("after the resync, the next message was not sent, or asked for another resync")
+		}
+	})
+
+	t.Run("older held below the bar", func(t *testing.T) {
+		// The older message comes live below the bar and is held; lowering the bar
+		// sends it once, though no drain has passed it yet.
+		w, s, ch := setup(t)
+		s.SetUrgency(mozproto.UrgencyHigh)
+		older := w.queue.add(s.UAID(), ch, heraldv1.Urgency_URGENCY_NORMAL)
+		newer := w.queue.add(s.UAID(), ch, heraldv1.Urgency_URGENCY_HIGH)
+		if _, ok := s.Take(ctx, &heraldv1.Message{ChannelId: ch.String(), Id: newer, Stored: true, Urgency: heraldv1.Urgency_URGENCY_HIGH}); !ok {
+			t.Fatal("the newer message was not sent")
+		}
+		if take(s, ch, older) {
+			t.Fatal("the older message was sent below the bar")
+		}
+		if _, drain := s.SetUrgency(mozproto.UrgencyNormal); !drain {
+			t.Fatal("lowering the bar over a held message asked for no drain")
+		}
+		if got := drainAll(t, s); len(got) != 1 || got[0] != older {
+			t.Fatalf("lowering the bar sent %v, want [%s]", got, older)
+		}
+		if got := drainAll(t, s); len(got) != 0 {
+			t.Fatalf("a resync sent again %v", got)
+		}
+	})
 }

@@ -247,10 +247,10 @@ func (w *resyncWorld) ackAll(t *testing.T, g *gatedTransport, deadline time.Time
 // routers store messages and deliver them live meanwhile, and one finds the
 // connection's inbox full: it is dropped from the inbox, left in the queue, and a
 // resync is asked for. Then the inbox frees a slot and takes a newer message.
-// Every message must reach the user agent, in the queue's order, once: had the
-// connection sent the inbox's messages before the resync, its cursor would have
-// passed the dropped one, which the resync's drain (reading after the cursor)
-// would never send on this connection.
+// Every message must reach the user agent, in the queue's order, once. Had the
+// connection sent the inbox's messages before the resync, the dropped one would
+// go after newer ones; and before the session's drains read from their own
+// position (not from the newest message sent live), never on this connection.
 func TestResyncBeforeInbox(t *testing.T) {
 	w := newResyncWorld(t)
 	g := w.serveGated(t)

@@ -188,9 +188,11 @@ func (c *Conn) next() (ev int, f *Frame, m *heraldv1.Message) {
 		return evNone, nil, nil
 	}
 	// A resync before the inbox: it was asked for when a stored message found the
-	// inbox full, and the inbox may since hold newer ones. Taking one of those first
-	// would move the session's cursor past the dropped message, and the drain, which
-	// reads after the cursor, would never send it.
+	// inbox full, and the inbox may since hold newer ones. Its drain sends the
+	// dropped message before them, in the queue's order, and the session then skips
+	// the inbox's copies of what the drain sent. Taken the other way round, the
+	// dropped message would still go (a drain reads from where the drains got to,
+	// not from the newest message sent live), but after newer ones.
 	select {
 	case <-c.sess.Resync():
 		return evResync, nil, nil
