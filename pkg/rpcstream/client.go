@@ -65,16 +65,18 @@ func NewClient[Req, Resp any, PReq Request[Req], PResp Response[Resp]](
 	}
 }
 
-// errRetired is what send returns on a stream that took its last call: the call was
-// not sent, and goes to another stream.
+// errRetired is what a call meets on a stream that took its last call, or ended,
+// before the call was sent: it goes to another stream, up to maxTries in all.
 var errRetired = errors.New("rpcstream: stream retired")
+
+const maxTries = 3
 
 // Call sends req and waits for its response, until ctx ends. ctx's deadline goes
 // with the request as its timeout. An error is a gRPC status: Unavailable when the
 // stream broke or its server went away before answering (the request may or may not
 // have been handled), the code of ctx's end when ctx ended first.
 func (c *Client[Req, Resp, PReq, PResp]) Call(ctx context.Context, req PReq) (PResp, error) {
-	for {
+	for try := 1; ; try++ {
 		st, err := c.stream()
 		if errors.Is(err, errUnsupported) {
 			return c.unary(ctx, req)
@@ -84,7 +86,7 @@ func (c *Client[Req, Resp, PReq, PResp]) Call(ctx context.Context, req PReq) (PR
 		}
 		resp, err := c.callOn(ctx, st, req)
 		switch {
-		case errors.Is(err, errRetired):
+		case errors.Is(err, errRetired) && try < maxTries:
 			continue
 		case status.Code(err) == codes.Unimplemented:
 			// The stream failed before the server read anything: nothing was handled.
@@ -98,7 +100,8 @@ func (c *Client[Req, Resp, PReq, PResp]) callOn(ctx context.Context, st *stream[
 	done := make(chan reply[Resp], 1)
 	seq, err := st.await(done)
 	if err != nil {
-		return nil, err
+		// The stream ended after the call took it: nothing was sent.
+		return nil, fmt.Errorf("%w: %w", errRetired, err)
 	}
 	var timeout int64
 	if d, ok := ctx.Deadline(); ok {
