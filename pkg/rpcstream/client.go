@@ -161,7 +161,7 @@ func (c *Client[Req, Resp, PReq, PResp]) stream() (*stream[Req, Resp], error) {
 		cancel()
 		return nil, unavailable(err)
 	}
-	st := &stream[Req, Resp]{s: s, cancel: cancel, opened: time.Now(), waiting: map[uint64]chan reply[Resp]{}}
+	st := &stream[Req, Resp]{s: s, cancel: cancel, opened: time.Now(), waiting: map[uint64]chan reply[Resp]{}, ended: make(chan struct{})}
 	c.slots[i] = st
 	c.wg.Go(func() { c.receive(st) })
 	return st, nil
@@ -234,7 +234,7 @@ type stream[Req, Resp any] struct {
 	seq     uint64
 	waiting map[uint64]chan reply[Resp]
 	err     error         // why the stream ended, once it has
-	ended   chan struct{} // closed with err set; made by wait
+	ended   chan struct{} // closed once err is set
 }
 
 // await numbers a new call and registers where its reply goes.
@@ -295,9 +295,7 @@ func (st *stream[Req, Resp]) fail(err error) {
 	st.err = err
 	waiting := st.waiting
 	st.waiting = nil
-	if st.ended != nil {
-		close(st.ended)
-	}
+	close(st.ended)
 	st.mu.Unlock()
 	for _, done := range waiting {
 		done <- reply[Resp]{err: err}
@@ -307,20 +305,10 @@ func (st *stream[Req, Resp]) fail(err error) {
 // wait returns the stream's error once its receiver saw it end, or nil if that
 // takes longer than a second (the caller then reports its own error).
 func (st *stream[Req, Resp]) wait() error {
-	st.mu.Lock()
-	if st.err != nil {
-		defer st.mu.Unlock()
-		return st.err
-	}
-	if st.ended == nil {
-		st.ended = make(chan struct{})
-	}
-	ended := st.ended
-	st.mu.Unlock()
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
 	select {
-	case <-ended:
+	case <-st.ended:
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		return st.err
