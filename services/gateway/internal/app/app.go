@@ -30,6 +30,7 @@ import (
 	"github.com/herald-push/herald/pkg/mozproto"
 	"github.com/herald-push/herald/pkg/queue"
 	"github.com/herald-push/herald/pkg/redisconn"
+	"github.com/herald-push/herald/pkg/rpccodec"
 	"github.com/herald-push/herald/pkg/service"
 	"github.com/herald-push/herald/pkg/store"
 	"github.com/herald-push/herald/pkg/telemetry"
@@ -224,7 +225,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	wsSrv := &http.Server{Handler: uaMux, ReadHeaderTimeout: 10 * time.Second}
 	// Stream workers: each call runs on a goroutine whose stack already grew, not on
 	// a fresh one that grows it again (DeliverBatch never blocks).
-	grpcSrv := grpc.NewServer(grpc.StatsHandler(tel.GRPCServerHandler(otelgrpc.NewServerHandler(otelgrpc.WithMeterProvider(telemetry.NoMeter)))),
+	grpcSrv := grpc.NewServer(rpccodec.ServerOption(), grpc.StatsHandler(tel.GRPCServerHandler(otelgrpc.NewServerHandler(otelgrpc.WithMeterProvider(telemetry.NoMeter)))),
 		grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))))
 	deliverSrv := deliver.NewServer(hub)
 	deliverSrv.ObserveStreamedCalls(tel.StreamedCalls(heraldv1.Gateway_DeliverBatch_FullMethodName))

@@ -21,6 +21,7 @@ import (
 	"github.com/herald-push/herald/pkg/logging"
 	"github.com/herald-push/herald/pkg/queue"
 	"github.com/herald-push/herald/pkg/redisconn"
+	"github.com/herald-push/herald/pkg/rpccodec"
 	"github.com/herald-push/herald/pkg/service"
 	"github.com/herald-push/herald/pkg/store"
 	"github.com/herald-push/herald/pkg/telemetry"
@@ -162,6 +163,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	defer rdb.Close()
 	cc, err := grpc.NewClient(cfg.RouterAddr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		rpccodec.DialOption(),
 		grpc.WithStatsHandler(tel.GRPCClientHandler(otelgrpc.NewClientHandler(otelgrpc.WithMeterProvider(telemetry.NoMeter)))),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/herald-push/herald/pkg/logging"
 	"github.com/herald-push/herald/pkg/queue"
 	"github.com/herald-push/herald/pkg/redisconn"
+	"github.com/herald-push/herald/pkg/rpccodec"
 	"github.com/herald-push/herald/pkg/service"
 	"github.com/herald-push/herald/pkg/telemetry"
 	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
@@ -96,7 +97,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	grpcSrv := grpc.NewServer(grpc.StatsHandler(tel.GRPCServerHandler(otelgrpc.NewServerHandler(otelgrpc.WithMeterProvider(telemetry.NoMeter)))),
+	grpcSrv := grpc.NewServer(rpccodec.ServerOption(), grpc.StatsHandler(tel.GRPCServerHandler(otelgrpc.NewServerHandler(otelgrpc.WithMeterProvider(telemetry.NoMeter)))),
 		// Clients reconnect now and then, so that routers added by a scale-up get
 		// their share of ingest's calls (gRPC balances per connection).
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: 30 * time.Second}))
