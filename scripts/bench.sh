@@ -11,6 +11,11 @@ cd "$(dirname "$0")/.."
 # shellcheck source=/dev/null
 eval "$(scripts/deps.sh)"
 GATEWAYS=${GATEWAYS:-1}
+# PROCS sets GOMAXPROCS for each Herald process (not the load tool); empty leaves Go's
+# default, the number of cores.
+PROCS=${PROCS:-}
+svc_env=()
+[[ -n $PROCS ]] && svc_env=(env "GOMAXPROCS=$PROCS")
 # PIN=1 puts Herald, Redis and Postgres on CPU 1 and the load tool on CPU 0, so that
 # the load tool's own work (encrypting, decrypting) does not count against Herald.
 PIN=${PIN:-0}
@@ -43,17 +48,17 @@ ready() {
 	exit 1
 }
 
-bin/router -grpc-listen 127.0.0.1:18090 -admin-listen 127.0.0.1:18091 2>"$LOGS/router.log" &
+"${svc_env[@]}" bin/router -grpc-listen 127.0.0.1:18090 -admin-listen 127.0.0.1:18091 2>"$LOGS/router.log" &
 pids+=($!)
 pidlist="router=$!"
 ready 127.0.0.1:18091
-bin/ingest -listen 127.0.0.1:18000 -admin-listen 127.0.0.1:18001 -router-addr 127.0.0.1:18090 2>"$LOGS/ingest.log" &
+"${svc_env[@]}" bin/ingest -listen 127.0.0.1:18000 -admin-listen 127.0.0.1:18001 -router-addr 127.0.0.1:18090 2>"$LOGS/ingest.log" &
 pids+=($!)
 pidlist+=",ingest=$!"
 ready 127.0.0.1:18001
 gws=()
 for i in $(seq 0 $((GATEWAYS - 1))); do
-	bin/gateway -listen "127.0.0.1:$((18100 + i))" -grpc-listen "127.0.0.1:$((18200 + i))" -admin-listen "127.0.0.1:$((18300 + i))" \
+	"${svc_env[@]}" bin/gateway -listen "127.0.0.1:$((18100 + i))" -grpc-listen "127.0.0.1:$((18200 + i))" -admin-listen "127.0.0.1:$((18300 + i))" \
 		-endpoint-url http://127.0.0.1:18000 2>"$LOGS/gateway$i.log" &
 	pids+=($!)
 	pidlist+=",gateway$i=$!"
@@ -74,7 +79,7 @@ if [[ $PIN == 1 ]]; then
 	load=(taskset -c 0)
 fi
 
-echo "bench.sh: commit $(git rev-parse --short HEAD), $(nproc) cores, $GATEWAYS gateway(s), pinned: $PIN" >&2
+echo "bench.sh: commit $(git rev-parse --short HEAD), $(nproc) cores, $GATEWAYS gateway(s), pinned: $PIN, Herald's GOMAXPROCS: ${PROCS:-default}" >&2
 "${load[@]}" bin/heraldload -gateways "$(
 	IFS=,
 	echo "${gws[*]}"

@@ -193,7 +193,9 @@ func TestOverGRPC(t *testing.T) {
 	}
 }
 
-type echoGateway struct{ heraldv1.UnimplementedGatewayServer }
+type echoGateway struct {
+	heraldv1.UnimplementedGatewayServer
+}
 
 func (echoGateway) DeliverBatch(_ context.Context, req *heraldv1.DeliverBatchRequest) (*heraldv1.DeliverBatchResponse, error) {
 	out := &heraldv1.DeliverBatchResponse{}

@@ -31,11 +31,17 @@ type gateway struct {
 	hold      chan struct{} // when set, each handler waits for it to close
 	deaf      bool          // handlers waiting on hold ignore their context's end
 	deadline  atomic.Int64  // the last handler's remaining time, in ms
+	running   atomic.Int64  // handlers running now
+	most      atomic.Int64  // the most handlers that ran at once
 }
 
 func (g *gateway) answer(ctx context.Context, req *heraldv1.DeliverBatchRequest) *heraldv1.DeliverBatchResponse {
 	if d, ok := ctx.Deadline(); ok {
 		g.deadline.Store(time.Until(d).Milliseconds())
+	}
+	n := g.running.Add(1)
+	defer g.running.Add(-1)
+	for m := g.most.Load(); n > m && !g.most.CompareAndSwap(m, n); m = g.most.Load() {
 	}
 	if g.hold != nil {
 		done := ctx.Done()
@@ -183,6 +189,41 @@ func TestCallsGetTheirOwnAnswers(t *testing.T) {
 	}
 	if o := g.observed.Load(); o != n {
 		t.Fatalf("Observe saw %d calls of %d", o, n)
+	}
+}
+
+// A stream's requests are handled at most Parallel (8) at once, and that many do run
+// at once; those past it wait for a handler to end, and are all answered.
+func TestParallelBoundsHandlers(t *testing.T) {
+	g := &gateway{hold: make(chan struct{})}
+	c, _ := start(t, g, rpcstream.Options{Streams: 1})
+	const calls = 20
+	errs := make(chan error, calls)
+	for i := range calls {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			errs <- call(ctx, c, uint64(i)*10, 3)
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for g.running.Load() < 8 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handlers running, want 8", g.running.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(g.hold)
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := g.most.Load(); m != 8 {
+		t.Fatalf("at most %d handlers ran at once, want 8", m)
+	}
+	if o := g.observed.Load(); o != calls {
+		t.Fatalf("Observe saw %d calls of %d", o, calls)
 	}
 }
 

@@ -92,7 +92,11 @@ func Serve[Req, Resp any, PReq Request[Req], PResp Response[Resp]](
 		case <-ctx.Done():
 		}
 	})
-	slots := make(chan struct{}, max(parallel, 1))
+	// Requests go to long-lived workers, started as needed up to parallel: a worker's
+	// stack grows once, in its first calls, where a goroutine per request would grow
+	// a fresh one through the handler's deep calls (Redis, gRPC) every time.
+	work := make(chan PReq)
+	workers := 0
 	var err error
 	for {
 		in, rerr := stream.Recv()
@@ -107,12 +111,23 @@ func Serve[Req, Resp any, PReq Request[Req], PResp Response[Resp]](
 			send(answer(ctx, req, handle, opts.Observe))
 			continue
 		}
-		slots <- struct{}{} // handlers end by their timeout or the stream's end
-		wg.Go(func() {
-			defer func() { <-slots }()
-			send(answer(ctx, req, handle, opts.Observe))
-		})
+		select {
+		case work <- req: // an idle worker took it
+			continue
+		default:
+		}
+		if workers < parallel {
+			workers++
+			wg.Go(func() {
+				for r, ok := req, true; ok; r, ok = <-work {
+					send(answer(ctx, r, handle, opts.Observe))
+				}
+			})
+			continue
+		}
+		work <- req // every worker is busy; handlers end by their timeout or the stream's end
 	}
+	close(work)
 	close(read)
 	wg.Wait()
 	if err == nil {

@@ -30,7 +30,7 @@ type Client interface {
 type Batcher struct {
 	client   Client
 	maxBatch int
-	slots    chan struct{}
+	senders  int
 	queue    chan *pending
 	stopped  chan struct{}
 	wg       sync.WaitGroup
@@ -53,7 +53,7 @@ func New(client Client, maxBatch, inflight int) *Batcher {
 	return &Batcher{
 		client:   client,
 		maxBatch: maxBatch,
-		slots:    make(chan struct{}, inflight),
+		senders:  inflight,
 		queue:    make(chan *pending, maxBatch*inflight),
 		stopped:  make(chan struct{}),
 	}
@@ -84,39 +84,36 @@ func (b *Batcher) DeleteMessage(ctx context.Context, req *heraldv1.DeleteMessage
 // every call in flight. Call it once, and end its ctx only when no more Route calls
 // can start (after the HTTP server shut down): a Route racing the end may otherwise
 // be left waiting.
+//
+// Each of the inflight senders takes the first message queued and whatever queued
+// behind it, and makes the call itself: messages that arrive while every sender is
+// busy ride together in the next call. Senders live as long as Run, so that the
+// stack their deep calls (protobuf, gRPC) grew is kept rather than grown afresh for
+// every call.
 func (b *Batcher) Run(ctx context.Context) {
-	defer func() {
-		close(b.stopped)
-		// Route calls that got in before stopped was closed are still served.
-		for {
-			select {
-			case p := <-b.queue:
-				b.send(context.WithoutCancel(ctx), b.gather(p))
-			default:
-				b.wg.Wait()
-				return
-			}
-		}
-	}()
-	for {
-		var first *pending
-		select {
-		case first = <-b.queue:
-		case <-ctx.Done():
-			return
-		}
-		// Wait for a free slot: meanwhile more messages queue up and join the batch.
-		select {
-		case b.slots <- struct{}{}:
-		case <-ctx.Done():
-			b.send(context.WithoutCancel(ctx), b.gather(first))
-			return
-		}
-		batch := b.gather(first)
+	for range b.senders {
 		b.wg.Go(func() {
-			defer func() { <-b.slots }()
-			b.send(context.WithoutCancel(ctx), batch)
+			for {
+				select {
+				case first := <-b.queue:
+					b.send(context.WithoutCancel(ctx), b.gather(first))
+				case <-ctx.Done():
+					return
+				}
+			}
 		})
+	}
+	<-ctx.Done()
+	b.wg.Wait()
+	close(b.stopped)
+	// Route calls that got in before stopped was closed are still served.
+	for {
+		select {
+		case p := <-b.queue:
+			b.send(context.WithoutCancel(ctx), b.gather(p))
+		default:
+			return
+		}
 	}
 }
 

@@ -334,39 +334,56 @@ func (it *item) unstored() queue.Entry {
 // failure is not an error: stored messages wait in their queues.
 func (s *Server) deliver(ctx context.Context, byGateway map[string][]*item) {
 	var wg sync.WaitGroup
+	left := len(byGateway)
 	for addr, items := range byGateway {
-		wg.Go(func() {
-			gateway := items[0].owner.Gateway
-			req := &heraldv1.DeliverBatchRequest{Requests: make([]*heraldv1.DeliverRequest, len(items))}
-			for i, it := range items {
-				req.Requests[i] = &heraldv1.DeliverRequest{Message: it.m, Epoch: it.owner.Epoch}
-			}
-			dctx, cancel := context.WithTimeout(ctx, s.deliverTimeout)
-			defer cancel()
-			resp, err := s.gateways.DeliverBatch(dctx, addr, req)
-			if err != nil {
-				if status.Code(err) == codes.Unavailable {
-					// The gateway is gone; redial on the next message for that address.
-					s.gateways.Forget(addr)
-				}
-				s.log.Warn("deliver", "gateway", gateway, "messages", len(items), "err", err)
-				s.metrics.deliveries.Add(ctx, int64(len(items)), deliveryFailed)
-				return
-			}
-			for i, ok := range resp.GetAccepted() {
-				if i >= len(items) {
-					break
-				}
-				items[i].result.Response.Delivered = ok
-				if ok {
-					s.metrics.deliveries.Add(ctx, 1, deliveryAccepted)
-				} else {
-					s.metrics.deliveries.Add(ctx, 1, deliveryRefused)
-				}
-			}
-		})
+		left--
+		if left == 0 {
+			// The last call runs here: a batch for one gateway starts no goroutine.
+			s.deliverTo(ctx, addr, items)
+			break
+		}
+		wg.Go(func() { s.deliverTo(ctx, addr, items) })
 	}
 	wg.Wait()
+}
+
+// deliverTo hands one gateway its messages in one call.
+func (s *Server) deliverTo(ctx context.Context, addr string, items []*item) {
+	gateway := items[0].owner.Gateway
+	req := &heraldv1.DeliverBatchRequest{Requests: make([]*heraldv1.DeliverRequest, len(items))}
+	for i, it := range items {
+		req.Requests[i] = &heraldv1.DeliverRequest{Message: it.m, Epoch: it.owner.Epoch}
+	}
+	dctx, cancel := context.WithTimeout(ctx, s.deliverTimeout)
+	defer cancel()
+	resp, err := s.gateways.DeliverBatch(dctx, addr, req)
+	if err != nil {
+		if status.Code(err) == codes.Unavailable {
+			// The gateway is gone; redial on the next message for that address.
+			s.gateways.Forget(addr)
+		}
+		s.log.Warn("deliver", "gateway", gateway, "messages", len(items), "err", err)
+		s.metrics.deliveries.Add(ctx, int64(len(items)), deliveryFailed)
+		return
+	}
+	var accepted, refused int64
+	for i, ok := range resp.GetAccepted() {
+		if i >= len(items) {
+			break
+		}
+		items[i].result.Response.Delivered = ok
+		if ok {
+			accepted++
+		} else {
+			refused++
+		}
+	}
+	if accepted > 0 {
+		s.metrics.deliveries.Add(ctx, accepted, deliveryAccepted)
+	}
+	if refused > 0 {
+		s.metrics.deliveries.Add(ctx, refused, deliveryRefused)
+	}
 }
 
 // DeleteMessage removes a waiting message.
