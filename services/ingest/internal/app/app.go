@@ -77,7 +77,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PublicURL, "public-url", "", "public base URL of this API, as in push endpoints (default: http(s)://<listen address>)")
 	fs.StringVar(&c.RouterAddr, "router-addr", "127.0.0.1:8090", "gRPC address of the router (a DNS name balances over its addresses)")
 	fs.IntVar(&c.RouteBatch, "route-batch", 128, "most messages sent to the router in one call")
-	fs.IntVar(&c.RouteCalls, "route-calls", 16, "most calls to the router in flight; messages arriving while all are busy share the next call")
+	// Few calls, fuller batches: each call costs the router a Redis round trip and
+	// a call to each gateway, whatever it carries (docs/benchmarks.md).
+	fs.IntVar(&c.RouteCalls, "route-calls", 4, "most calls to the router in flight; messages arriving while all are busy share the next call")
 	fs.IntVar(&c.RouteStreams, "route-streams", 2, "long-lived gRPC streams to the routers that carry the calls (taken in turn)")
 	fs.Int64Var(&c.MaxTTL, "max-ttl", defaultMaxTTL, "largest TTL applied, in seconds; larger ones are clamped")
 	fs.Int64Var(&c.MaxBody, "max-body", 4096, "largest encrypted body accepted, in bytes")
