@@ -15,7 +15,7 @@ import (
 // changes hash (rkey.Keys.Changes). Ingest caches subscriptions for less than this,
 // so that whatever a cached subscription missed, the router still sees: a channel
 // unregistered (a tombstone) or registered again with another key.
-const ChangeMemory = 10 * time.Second
+const ChangeMemory = 40 * time.Second
 
 // Change records, the values of the changes hash.
 const tombstone = "x"

@@ -120,7 +120,7 @@ func (c *Config) Validate() error {
 // for at most maxSubCacheTTL.
 const (
 	subCacheSize   = 100000
-	maxSubCacheTTL = 4 * time.Second
+	maxSubCacheTTL = 30 * time.Second
 )
 
 // subCacheTTL is how long a subscription read from Postgres is reused. A message

@@ -106,10 +106,11 @@ func TestSubscriptionCacheShorterThanChangeMemory(t *testing.T) {
 	for _, tc := range []struct {
 		timeout, want time.Duration
 	}{
-		{5 * time.Second, 4 * time.Second},
-		{time.Second, 4 * time.Second},
-		{7 * time.Second, 2 * time.Second},
-		{30 * time.Second, 0},
+		{5 * time.Second, 30 * time.Second},
+		{time.Second, 30 * time.Second},
+		{10 * time.Second, 29 * time.Second},
+		{37 * time.Second, 2 * time.Second},
+		{39 * time.Second, 0},
 	} {
 		cfg := Config{Timeout: tc.timeout}
 		got := cfg.subCacheTTL()
