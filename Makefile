@@ -53,7 +53,8 @@ deps-stop:
 clean:
 	rm -rf $(BIN)
 
-## bench: run the load tool against a local Herald (ARGS="-conns 1000 -rate 5000 -duration 20s")
+## bench: run the load tool against a local Herald (ARGS="-conns 1000 -rate 5000 -duration 20s";
+##        PROCS=1 for GOMAXPROCS 1 in Herald's processes, PIN=1 to pin them apart from the load tool)
 bench:
 	@scripts/bench.sh $(ARGS)
 

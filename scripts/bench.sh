@@ -12,10 +12,12 @@ cd "$(dirname "$0")/.."
 eval "$(scripts/deps.sh)"
 GATEWAYS=${GATEWAYS:-1}
 # PROCS sets GOMAXPROCS for each Herald process (not the load tool); empty leaves Go's
-# default, the number of cores.
+# default, the number of cores. SVC_ENV adds NAME=value pairs to their environment
+# only (SVC_ENV="GOGC=400").
 PROCS=${PROCS:-}
-svc_env=()
-[[ -n $PROCS ]] && svc_env=(env "GOMAXPROCS=$PROCS")
+# shellcheck disable=SC2206 # SVC_ENV is a list of NAME=value pairs
+svc_env=(env ${SVC_ENV:-})
+[[ -n $PROCS ]] && svc_env+=("GOMAXPROCS=$PROCS")
 # PIN=1 puts Herald, Redis and Postgres on CPU 1 and the load tool on CPU 0, so that
 # the load tool's own work (encrypting, decrypting) does not count against Herald.
 PIN=${PIN:-0}
