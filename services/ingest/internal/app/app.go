@@ -58,7 +58,10 @@ type Config struct {
 	MaxBody      int64
 	Timeout      time.Duration
 	VAPIDCache   int
-	ErrorsURL    string
+	// SubCache is the longest a subscription read from Postgres is reused; see
+	// subCacheTTL.
+	SubCache  time.Duration
+	ErrorsURL string
 
 	HTTP      HTTPConfig
 	RateLimit ratelimit.Config
@@ -85,6 +88,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxBody, "max-body", 4096, "largest encrypted body accepted, in bytes")
 	fs.DurationVar(&c.Timeout, "request-timeout", 5*time.Second, "bound on the storage work done for one request, once it is read")
 	fs.IntVar(&c.VAPIDCache, "vapid-cache", 10000, "verified VAPID tokens kept until they expire")
+	fs.DurationVar(&c.SubCache, "subscription-cache", 30*time.Second, "longest a subscription read from Postgres is reused, at most 39s less request-timeout (0s: none)")
 	fs.StringVar(&c.ErrorsURL, "errors-url", defaultErrorsURL, "documentation of the errnos, sent as more_info in error bodies (empty: none)")
 	c.HTTP.RegisterFlags(fs)
 	c.RateLimit.RegisterFlags(fs)
@@ -107,8 +111,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("public-url %q: want http(s)://host[:port]", c.PublicURL))
 		}
 	}
-	if c.MaxTTL < 0 || c.MaxBody < 1 || c.Timeout <= 0 || c.VAPIDCache < 0 || c.RouteBatch < 1 || c.RouteCalls < 1 || c.RouteStreams < 1 {
-		errs = append(errs, errors.New("max-ttl, max-body, request-timeout, vapid-cache, route-batch, route-calls and route-streams must be positive"))
+	if c.MaxTTL < 0 || c.MaxBody < 1 || c.Timeout <= 0 || c.VAPIDCache < 0 || c.SubCache < 0 || c.RouteBatch < 1 || c.RouteCalls < 1 || c.RouteStreams < 1 {
+		errs = append(errs, errors.New("max-ttl, max-body, request-timeout, vapid-cache, subscription-cache, route-batch, route-calls and route-streams must be positive"))
 	}
 	if c.Timeout >= c.HTTP.WriteTimeout {
 		errs = append(errs, errors.New("request-timeout must be shorter than write-timeout, or no answer could be written"))
@@ -116,20 +120,19 @@ func (c *Config) Validate() error {
 	return errors.Join(append(errs, c.HTTP.Validate(), c.Postgres.Validate(), c.Redis.Validate(), c.Tokens.Validate(), c.Log.Validate())...)
 }
 
-// Subscription cache (package subcache): at most subCacheSize subscriptions, each
-// for at most maxSubCacheTTL.
-const (
-	subCacheSize   = 100000
-	maxSubCacheTTL = 30 * time.Second
-)
+// subCacheSize is the most subscriptions the subscription cache (package subcache)
+// holds.
+const subCacheSize = 100000
 
-// subCacheTTL is how long a subscription read from Postgres is reused. A message
-// checked against a cached subscription reaches the router within request-timeout,
-// and the router must still see the changes the cache missed (queue.ChangeMemory):
-// a longer request-timeout shortens the cache, down to none.
+// subCacheTTL is how long a subscription read from Postgres is reused: SubCache,
+// or less. A message checked against a cached subscription reaches the router
+// within request-timeout, and the router must still see the changes the cache
+// missed (queue.ChangeMemory): a longer request-timeout shortens the cache, down to
+// none. (A gateway older than the 40 s ChangeMemory keeps changes 10 s: upgrading
+// from one, run ingest with -subscription-cache 4s until every gateway is new.)
 func (c *Config) subCacheTTL() time.Duration {
 	const margin = time.Second
-	return max(0, min(maxSubCacheTTL, queue.ChangeMemory-c.Timeout-margin))
+	return max(0, min(c.SubCache, queue.ChangeMemory-c.Timeout-margin))
 }
 
 // Logging returns the log settings.

@@ -50,6 +50,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "small header limit", args: []string{"-max-header-bytes", "100"}, want: "max-header-bytes"},
 		{name: "bad public URL", args: []string{"-public-url", "push.example.net"}, want: "public-url"},
 		{name: "no batch", args: []string{"-route-batch", "0"}, want: "route-batch"},
+		{name: "negative subscription cache", args: []string{"-subscription-cache", "-1s"}, want: "subscription-cache"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := parse(t, tc.args, map[string]string{"HERALD_TOKEN_KEYS": key})
@@ -104,18 +105,21 @@ func TestNewServerTLSFiles(t *testing.T) {
 
 func TestSubscriptionCacheShorterThanChangeMemory(t *testing.T) {
 	for _, tc := range []struct {
-		timeout, want time.Duration
+		timeout, cache, want time.Duration
 	}{
-		{5 * time.Second, 30 * time.Second},
-		{time.Second, 30 * time.Second},
-		{10 * time.Second, 29 * time.Second},
-		{37 * time.Second, 2 * time.Second},
-		{39 * time.Second, 0},
+		{5 * time.Second, 30 * time.Second, 30 * time.Second},
+		{time.Second, 30 * time.Second, 30 * time.Second},
+		{10 * time.Second, 30 * time.Second, 29 * time.Second},
+		{37 * time.Second, 30 * time.Second, 2 * time.Second},
+		{39 * time.Second, 30 * time.Second, 0},
+		{5 * time.Second, 4 * time.Second, 4 * time.Second},
+		{5 * time.Second, time.Hour, 34 * time.Second},
+		{5 * time.Second, 0, 0},
 	} {
-		cfg := Config{Timeout: tc.timeout}
+		cfg := Config{Timeout: tc.timeout, SubCache: tc.cache}
 		got := cfg.subCacheTTL()
 		if got != tc.want || (got > 0 && got+tc.timeout >= queue.ChangeMemory) {
-			t.Errorf("request-timeout %v: cache TTL %v, want %v", tc.timeout, got, tc.want)
+			t.Errorf("request-timeout %v, subscription-cache %v: cache TTL %v, want %v", tc.timeout, tc.cache, got, tc.want)
 		}
 	}
 }
