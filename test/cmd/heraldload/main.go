@@ -41,6 +41,7 @@ type config struct {
 	stormKill   string
 	child       bool
 	prepare     bool
+	h2c         bool
 }
 
 // messages is how many messages a load run sends: the warm-up's and the window's.
@@ -61,6 +62,7 @@ func main() {
 	fs.IntVar(&cfg.ttl, "ttl", 60, "TTL of each message")
 	fs.IntVar(&cfg.payload, "payload", 64, "plaintext bytes per message")
 	fs.BoolVar(&cfg.prepare, "prepare", false, "encrypt every message of the run before the warm-up and only POST them while measuring, so that the load tool's encryption does not compete with Herald for the cores; latency is then timed from each POST (at most 2,000,000 messages)")
+	fs.BoolVar(&cfg.h2c, "h2c", false, "send to ingest over cleartext HTTP/2 (prior knowledge): the concurrent requests share one connection, instead of one HTTP/1.1 connection each")
 	fs.BoolVar(&cfg.vapid, "vapid", true, "sign with VAPID (one token reused, as real senders do)")
 	pids := fs.String("pids", "", "name=pid,… of processes whose CPU and memory to report (e.g. ingest=1,router=2,gateway=3)")
 	fs.BoolVar(&cfg.idle, "idle", false, "connect, report gateway memory per connection, then hold until interrupted")

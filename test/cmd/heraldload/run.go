@@ -110,7 +110,7 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 			return err
 		}
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.concurrency, MaxConnsPerHost: cfg.concurrency}, Timeout: 10 * time.Second}
+	client := &http.Client{Transport: ingestTransport(cfg), Timeout: 10 * time.Second}
 	var prep *prepared
 	if cfg.prepare {
 		fmt.Fprintf(os.Stderr, "encrypting %d messages before the warm-up (-prepare)\n", total)
@@ -222,12 +222,16 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 	lost = okSent.Load() - (t.received.Load() - dups)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 
+	proto := "HTTP/1.1, a connection per request in flight"
+	if cfg.h2c {
+		proto = "cleartext HTTP/2 (h2c), the requests multiplexed"
+	}
 	encrypted := "encrypted while sending, latency timed from before encrypting"
 	if prep != nil {
 		encrypted = "bodies encrypted before the measured window (-prepare), latency timed from each POST"
 	}
-	fmt.Printf("conditions: %d user agents over %d gateway(s), %d source address(es); offered %d msg/s for %s after %s warm-up; %d in flight at most; TTL %d; %d-byte plaintext (aes128gcm); VAPID %v (one token reused); each message encrypted with a fresh sender key and decrypted with the user agent's keys, the ECDH secret computed once; %s; load tool GOMAXPROCS %d\n",
-		len(agents), len(cfg.gateways), len(cfg.sources), cfg.rate, cfg.duration, cfg.warmup, cfg.concurrency, cfg.ttl, cfg.payload, cfg.vapid, encrypted, runtime.GOMAXPROCS(0))
+	fmt.Printf("conditions: %d user agents over %d gateway(s), %d source address(es); offered %d msg/s for %s after %s warm-up; %d in flight at most, %s; TTL %d; %d-byte plaintext (aes128gcm); VAPID %v (one token reused); each message encrypted with a fresh sender key and decrypted with the user agent's keys, the ECDH secret computed once; %s; load tool GOMAXPROCS %d\n",
+		len(agents), len(cfg.gateways), len(cfg.sources), cfg.rate, cfg.duration, cfg.warmup, cfg.concurrency, proto, cfg.ttl, cfg.payload, cfg.vapid, encrypted, runtime.GOMAXPROCS(0))
 	if prep != nil {
 		fmt.Printf("prepared: %d bodies (%.1f MiB) encrypted before the warm-up in %s, %.2f CPU-s of the load tool (not in the cost below)\n",
 			total, mib(int64(len(prep.bodies))), prep.took.Round(time.Millisecond), prep.cpu)
@@ -304,4 +308,16 @@ func sortedNames[V any](m map[string]V) []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// ingestTransport is the HTTP transport to ingest: HTTP/1.1 with a kept-alive
+// connection per request in flight, or with -h2c cleartext HTTP/2, which ingest
+// also speaks (prior knowledge, no upgrade).
+func ingestTransport(cfg config) *http.Transport {
+	tr := &http.Transport{MaxIdleConnsPerHost: cfg.concurrency, MaxConnsPerHost: cfg.concurrency}
+	if cfg.h2c {
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return tr
 }
