@@ -3,12 +3,12 @@
 // protoc-gen-go's (MarshalToSizedBufferVT, UnmarshalVT, SizeVT) and every other
 // message (grpc's health service, for one) with grpc's own proto codec.
 //
-// The wire format is protobuf's, byte for byte: a service with this codec talks to
-// one without it. What changes is the cost. The reflective encoder of
+// The wire format is protobuf's: a service with this codec talks to one without
+// it. What changes is the cost. The reflective encoder of
 // google.golang.org/protobuf walks herald.v1.Message's two map fields (headers,
 // trace) through reflect.NewAt and reflect's pointer-type cache (a sync.Map) for
 // every entry, and grows the stack of the short-lived goroutine that encodes a
-// batch: in the router that was a fifth of its CPU under load.
+// batch: in the router that was about a fifth of its CPU profile under load.
 //
 // Its name is grpc's "proto", so that peers agree on the content-subtype; it is
 // set per server and per client (ServerOption, DialOption), never registered
@@ -67,7 +67,9 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 // Unmarshal decodes data into v. The generated UnmarshalVT copies every bytes and
-// string field out of its input, so the buffer goes back to the pool at once.
+// string field out of its input, so the buffer goes back to the pool at once. It
+// merges into v rather than resetting it, as protobuf's does: grpc always decodes
+// into a new message.
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(vtMessage)
 	if !ok {
