@@ -4,8 +4,8 @@ BIN := $(CURDIR)/bin
 GO_SERVICES := ingest router gateway
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
-# protoc-gen-go-vtproto writes reflection-free Marshal/Unmarshal/Size methods beside
-# protoc-gen-go's; pkg/rpccodec has gRPC use them.
+# protoc-gen-go-vtproto writes reflection-free Marshal and Size methods beside
+# protoc-gen-go's; pkg/rpccodec has gRPC encode with them (decoding stays protobuf's).
 PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.1-0.20240319094008-0393e58bdf10
 
 .PHONY: dev test build proto fmt vet deps deps-stop clean bench chaos
@@ -33,7 +33,7 @@ proto:
 	PATH=$(BIN):$$PATH protoc -I proto \
 		--go_out=proto --go_opt=paths=source_relative \
 		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
-		--go-vtproto_out=proto --go-vtproto_opt=paths=source_relative,features=marshal+unmarshal+size \
+		--go-vtproto_out=proto --go-vtproto_opt=paths=source_relative,features=marshal+size \
 		proto/herald/v1/*.proto
 
 ## fmt: format the Go code

@@ -1,14 +1,19 @@
 // Package rpccodec is the gRPC codec between Herald's services. It encodes
 // herald.v1's messages with the methods protoc-gen-go-vtproto generates beside
-// protoc-gen-go's (MarshalToSizedBufferVT, UnmarshalVT, SizeVT) and every other
-// message (grpc's health service, for one) with grpc's own proto codec.
+// protoc-gen-go's (SizeVT, MarshalToSizedBufferVT), and decodes every message, and
+// encodes every other one (grpc's health service, for one), with grpc's own proto
+// codec.
 //
 // The wire format is protobuf's: a service with this codec talks to one without
-// it. What changes is the cost. The reflective encoder of
+// it. What changes is the cost of encoding. The reflective encoder of
 // google.golang.org/protobuf walks herald.v1.Message's two map fields (headers,
 // trace) through reflect.NewAt and reflect's pointer-type cache (a sync.Map) for
 // every entry, and grows the stack of the short-lived goroutine that encodes a
 // batch: in the router that was about a fifth of its CPU profile under load.
+//
+// Decoding stays protobuf's: vtprotobuf's generated decoder accepts malformed input
+// that protobuf refuses (a map entry whose value runs past the entry's end, strings
+// that are not UTF-8, field numbers past 2^29), and decoding was the smaller cost.
 //
 // Its name is grpc's "proto", so that peers agree on the content-subtype; it is
 // set per server and per client (ServerOption, DialOption), never registered
@@ -28,7 +33,6 @@ import (
 type vtMessage interface {
 	SizeVT() int
 	MarshalToSizedBufferVT(dAtA []byte) (int, error)
-	UnmarshalVT(dAtA []byte) error
 }
 
 // Codec is the codec; the zero value is ready.
@@ -36,7 +40,8 @@ type Codec struct{}
 
 var _ encoding.CodecV2 = Codec{}
 
-// fallback is grpc's proto codec, for messages without the generated methods.
+// fallback is grpc's proto codec: every decode, and the encoding of messages
+// without the generated methods.
 var fallback = encoding.GetCodecV2("proto")
 
 // Name is grpc's proto codec's name: the same content-subtype on the wire.
@@ -66,18 +71,9 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
-// Unmarshal decodes data into v. The generated UnmarshalVT copies every bytes and
-// string field out of its input, so the buffer goes back to the pool at once. It
-// merges into v rather than resetting it, as protobuf's does: grpc always decodes
-// into a new message.
+// Unmarshal decodes data into v with grpc's proto codec.
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(vtMessage)
-	if !ok {
-		return fallback.Unmarshal(data, v)
-	}
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-	defer buf.Free()
-	if err := m.UnmarshalVT(buf.ReadOnlyData()); err != nil {
+	if err := fallback.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("rpccodec: unmarshal %T: %w", v, err)
 	}
 	return nil

@@ -334,15 +334,14 @@ func (it *item) unstored() queue.Entry {
 // failure is not an error: stored messages wait in their queues.
 func (s *Server) deliver(ctx context.Context, byGateway map[string][]*item) {
 	var wg sync.WaitGroup
-	left := len(byGateway)
+	n := 0
 	for addr, items := range byGateway {
-		left--
-		if left == 0 {
+		if n++; n == len(byGateway) {
 			// The last call runs here: a batch for one gateway starts no goroutine.
 			s.deliverTo(ctx, addr, items)
-			break
+		} else {
+			wg.Go(func() { s.deliverTo(ctx, addr, items) })
 		}
-		wg.Go(func() { s.deliverTo(ctx, addr, items) })
 	}
 	wg.Wait()
 }
