@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/coder/websocket"
 
@@ -33,6 +34,9 @@ type Client struct {
 	// replies carries every frame that is not a notification, in order.
 	replies chan []byte
 	done    chan struct{}
+	// onNote, when set, takes the notifications on the reader's goroutine instead
+	// of notes (see OnNotification).
+	onNote atomic.Pointer[func(mozproto.Notification)]
 
 	mu  sync.Mutex
 	err error
@@ -84,6 +88,10 @@ func (c *Client) read() {
 			if err := json.Unmarshal(data, &n); err != nil {
 				c.fail(fmt.Errorf("server sent a malformed notification: %w", err))
 				return
+			}
+			if f := c.onNote.Load(); f != nil {
+				(*f)(n)
+				continue
 			}
 			select {
 			case c.notes <- n:
@@ -218,6 +226,13 @@ func (c *Client) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// OnNotification hands every notification that arrives from now on to f, on the
+// goroutine that reads the connection, instead of to Next: a receiver that only
+// records and acknowledges (the load tool) then costs no goroutine of its own and
+// no hand-off per notification. f must not block for long: the connection is not
+// read while it runs. Notifications that arrived before stay for Next.
+func (c *Client) OnNotification(f func(mozproto.Notification)) { c.onNote.Store(&f) }
 
 // Next waits for the next notification.
 func (c *Client) Next(ctx context.Context) (mozproto.Notification, error) {

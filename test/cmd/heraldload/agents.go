@@ -140,31 +140,18 @@ type tally struct {
 	latencies []time.Duration
 }
 
-// receive reads a's notifications until ctx ends: decrypts each, records it, and acks
-// what arrived together in one frame.
-func (a *agent) receive(ctx context.Context, t *tally) {
-	var batch []mozproto.Notification
-	for {
-		n, err := a.cl.Next(ctx)
-		if err != nil {
-			return
-		}
-		batch = append(batch[:0], n)
-		for len(batch) < 64 {
-			n, ok := a.cl.TryNext()
-			if !ok {
-				break
-			}
-			batch = append(batch, n)
-		}
-		now := time.Now()
-		for _, n := range batch {
-			t.record(a, n, now)
-		}
-		if err := a.cl.Ack(ctx, batch...); err != nil {
-			return
-		}
-	}
+// receive records each of a's notifications as it arrives, on the goroutine that
+// reads a's connection, and acknowledges it at once, as Firefox does. A goroutine
+// per user agent taking them from the client instead would add a hand-off, and its
+// wake, to every message: the load tool shares the cores with Herald.
+func (a *agent) receive(t *tally) {
+	a.cl.OnNotification(func(n mozproto.Notification) {
+		t.record(a, n, time.Now())
+		// An ack fails only when the connection ends (the run is over, or the
+		// gateway closed it); what was not acknowledged is sent again, and counted
+		// as a duplicate.
+		_ = a.cl.Ack(context.Background(), n)
+	})
 }
 
 func (t *tally) record(a *agent, n mozproto.Notification, now time.Time) {

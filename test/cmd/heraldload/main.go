@@ -42,7 +42,12 @@ type config struct {
 	child       bool
 	prepare     bool
 	h2c         bool
+	netHTTP     bool
 }
+
+// rawHTTP says whether a -prepare run posts with the load tool's own HTTP/1.1
+// client (rawPoster) rather than net/http's.
+func (c config) rawHTTP() bool { return c.prepare && !c.h2c && !c.netHTTP }
 
 // messages is how many messages a load run sends: the warm-up's and the window's.
 func (c config) messages() int {
@@ -63,6 +68,7 @@ func main() {
 	fs.IntVar(&cfg.payload, "payload", 64, "plaintext bytes per message")
 	fs.BoolVar(&cfg.prepare, "prepare", false, "encrypt every message of the run before the warm-up and only POST them while measuring, so that the load tool's encryption does not compete with Herald for the cores; latency is then timed from each POST (at most 2,000,000 messages)")
 	fs.BoolVar(&cfg.h2c, "h2c", false, "send to ingest over cleartext HTTP/2 (prior knowledge): the concurrent requests share one connection, instead of one HTTP/1.1 connection each")
+	fs.BoolVar(&cfg.netHTTP, "net-http", false, "with -prepare, post with net/http's client instead of the load tool's own HTTP/1.1 client, which writes and reads each request on its sender's goroutine")
 	fs.BoolVar(&cfg.vapid, "vapid", true, "sign with VAPID (one token reused, as real senders do)")
 	pids := fs.String("pids", "", "name=pid,… of processes whose CPU and memory to report (e.g. ingest=1,router=2,gateway=3)")
 	fs.BoolVar(&cfg.idle, "idle", false, "connect, report gateway memory per connection, then hold until interrupted")

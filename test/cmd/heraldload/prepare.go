@@ -64,6 +64,9 @@ type prepared struct {
 	bodies []byte
 	size   int
 	header http.Header
+	// targets[i] is where agents[i]'s messages go, for the load tool's own HTTP/1.1
+	// client (rawPoster).
+	targets []target
 	// took and cpu are what preparing cost: wall time and the load tool's CPU seconds.
 	took time.Duration
 	cpu  float64
@@ -91,6 +94,15 @@ func prepare(ctx context.Context, cfg config, agents []*agent, n int, auth strin
 	uaPublic := make([][]byte, len(agents))
 	for i, a := range agents {
 		uaPublic[i] = a.priv.PublicKey().Bytes()
+	}
+	if cfg.rawHTTP() {
+		p.targets = make([]target, len(agents))
+		for i, a := range agents {
+			var err error
+			if p.targets[i], err = parseTarget(a.sub.Endpoint); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	var done atomic.Int64
@@ -142,6 +154,12 @@ func prepare(ctx context.Context, cfg config, agents []*agent, n int, auth strin
 // body returns message seq's encrypted body.
 func (p *prepared) body(seq uint64) []byte {
 	return p.bodies[int(seq)*p.size : (int(seq)+1)*p.size]
+}
+
+// postRaw sends message seq's prepared body to agents[seq%len(agents)] with the load
+// tool's own HTTP/1.1 client, and returns the push service's status.
+func (p *prepared) postRaw(ctx context.Context, rp *rawPoster, seq uint64) (int, error) {
+	return rp.post(ctx, p.targets[seq%uint64(len(p.targets))], p.body(seq))
 }
 
 // post sends message seq's prepared body to endpoint, as sender.Send would have

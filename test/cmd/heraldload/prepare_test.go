@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -44,33 +45,20 @@ func TestCheckPrepare(t *testing.T) {
 	}
 }
 
-// TestPrepare builds a run's bodies, posts them, and decrypts each with its own user
-// agent's keys and remembered secret, as the receiving side does.
+// TestPrepare builds a run's bodies, posts them (with the load tool's own HTTP/1.1
+// client and with net/http's, in turn), and decrypts each with its own user agent's
+// keys and remembered secret, as the receiving side does.
 func TestPrepare(t *testing.T) {
-	agents := make([]*agent, 3)
-	for i := range agents {
-		priv, auth, err := ece.GenerateKeys()
-		if err != nil {
-			t.Fatal(err)
-		}
-		agents[i] = &agent{priv: priv, auth: auth}
-	}
 	const n = 10
-	cfg := config{prepare: true, ttl: 60, payload: 64}
-	p, err := prepare(context.Background(), cfg, agents, n, "vapid t=x, k=y")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.unremembered != 0 {
-		t.Errorf("unremembered = %d, want 0", p.unremembered)
-	}
-
 	got := make(chan []byte, n)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for h, want := range map[string]string{"TTL": "60", "Content-Encoding": "aes128gcm", "Authorization": "vapid t=x, k=y"} {
 			if v := r.Header.Get(h); v != want {
 				t.Errorf("%s = %q, want %q", h, v, want)
 			}
+		}
+		if !strings.HasPrefix(r.URL.Path, "/wpush/v2/ua") {
+			t.Errorf("posted to %s", r.URL.Path)
 		}
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -81,13 +69,39 @@ func TestPrepare(t *testing.T) {
 	}))
 	defer srv.Close()
 
+	agents := make([]*agent, 3)
+	for i := range agents {
+		priv, auth, err := ece.GenerateKeys()
+		if err != nil {
+			t.Fatal(err)
+		}
+		agents[i] = &agent{priv: priv, auth: auth}
+		agents[i].sub.Endpoint = fmt.Sprintf("%s/wpush/v2/ua%d", srv.URL, i)
+	}
+	cfg := config{prepare: true, ttl: 60, payload: 64}
+	p, err := prepare(context.Background(), cfg, agents, n, "vapid t=x, k=y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.unremembered != 0 {
+		t.Errorf("unremembered = %d, want 0", p.unremembered)
+	}
+
+
 	tl := &tally{sentAt: make([]atomic.Int64, n)}
+	rp := newRawPoster(p.header, 5*time.Second)
+	defer rp.close()
 	for seq := range uint64(n) {
-		status, err := p.post(context.Background(), srv.Client(), srv.URL, seq)
+		a := agents[seq%uint64(len(agents))]
+		var status int
+		if seq%2 == 0 {
+			status, err = p.postRaw(context.Background(), rp, seq)
+		} else {
+			status, err = p.post(context.Background(), srv.Client(), a.sub.Endpoint, seq)
+		}
 		if err != nil || status != http.StatusCreated {
 			t.Fatalf("post %d: %d, %v", seq, status, err)
 		}
-		a := agents[seq%uint64(len(agents))]
 		plain, err := tl.secretsFor(a).Decrypt(<-got, a.priv, a.auth)
 		if err != nil {
 			t.Fatalf("decrypt %d: %v", seq, err)

@@ -83,17 +83,13 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 	if cfg.prepare {
 		t.sentAt = make([]atomic.Int64, total)
 	}
-	rctx, stopReceiving := context.WithCancel(ctx)
-	var recv sync.WaitGroup
 	for _, a := range agents {
-		recv.Go(func() { a.receive(rctx, t) })
+		a.receive(t)
 	}
 	defer func() {
-		stopReceiving()
 		for _, a := range agents {
 			_ = a.cl.Close() // ending the run; the gateway sees a normal close
 		}
-		recv.Wait()
 	}()
 
 	var auth string
@@ -131,14 +127,23 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 	var senders sync.WaitGroup
 	for range cfg.concurrency {
 		senders.Go(func() {
+			var rp *rawPoster
+			if cfg.rawHTTP() {
+				rp = newRawPoster(prep.header, client.Timeout)
+				defer rp.close()
+			}
 			for seq := range jobs {
 				a := agents[seq%uint64(len(agents))]
 				var status int
 				var err error
-				if prep != nil {
+				switch {
+				case rp != nil:
+					t.sentAt[seq].Store(time.Now().UnixNano())
+					status, err = prep.postRaw(ctx, rp, seq)
+				case prep != nil:
 					t.sentAt[seq].Store(time.Now().UnixNano())
 					status, err = prep.post(ctx, client, a.sub.Endpoint, seq)
-				} else {
+				default:
 					var res sender.Result
 					res, err = sender.Send(ctx, a.sub, makePayload(seq, cfg.payload, time.Now()), sender.Options{
 						TTL: cfg.ttl, Authorization: auth, Client: client, Encrypt: []ece.Option{ece.WithSecrets(&t.secrets)},
@@ -222,9 +227,12 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 	lost = okSent.Load() - (t.received.Load() - dups)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 
-	proto := "HTTP/1.1, a connection per request in flight"
-	if cfg.h2c {
+	proto := "HTTP/1.1 (net/http), a connection per request in flight"
+	switch {
+	case cfg.h2c:
 		proto = "cleartext HTTP/2 (h2c), the requests multiplexed"
+	case cfg.rawHTTP():
+		proto = "HTTP/1.1 (the load tool's own client), a connection per request in flight"
 	}
 	encrypted := "encrypted while sending, latency timed from before encrypting"
 	if prep != nil {

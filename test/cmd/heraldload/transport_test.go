@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The transport to ingest speaks HTTP/1.1 with a connection per request in flight,
@@ -70,5 +74,79 @@ func TestIngestTransport(t *testing.T) {
 				t.Fatalf("%d connections, want %d", len(conns), tc.wantConns)
 			}
 		})
+	}
+}
+
+// The load tool's own HTTP/1.1 client sends what net/http would (the headers, the
+// body and its length), reuses its connection, and reads every kind of answer:
+// with a length, chunked, and one that closes the connection.
+func TestRawPoster(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		conns = map[string]int{}
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		conns[r.RemoteAddr]++
+		mu.Unlock()
+		body, err := io.ReadAll(r.Body)
+		if err != nil || r.Method != http.MethodPost || r.URL.Path != "/wpush/v2/tok" ||
+			r.Header.Get("TTL") != "60" || r.Header.Get("Content-Encoding") != "aes128gcm" ||
+			r.ContentLength != int64(len(body)) || string(body) != "sealed" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		switch r.URL.Query().Get("answer") {
+		case "chunked":
+			w.WriteHeader(http.StatusTooManyRequests)
+			w.(http.Flusher).Flush() // no length known: the body goes chunked
+			io.WriteString(w, `{"errno":999}`)
+		case "close":
+			w.Header().Set("Connection", "close")
+			w.WriteHeader(http.StatusGone)
+		default:
+			w.WriteHeader(http.StatusCreated)
+		}
+	}))
+	t.Cleanup(srv.Close)
+
+	header := http.Header{}
+	header.Set("TTL", "60")
+	header.Set("Content-Encoding", "aes128gcm")
+	p := newRawPoster(header, 5*time.Second)
+	t.Cleanup(p.close)
+	for _, tc := range []struct {
+		query string
+		want  int
+	}{
+		{"", http.StatusCreated},
+		{"?answer=chunked", http.StatusTooManyRequests},
+		{"", http.StatusCreated},
+		{"?answer=close", http.StatusGone},
+		{"", http.StatusCreated},
+	} {
+		tg, err := parseTarget(srv.URL + "/wpush/v2/tok" + tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := p.post(context.Background(), tg, []byte("sealed"))
+		if err != nil || got != tc.want {
+			t.Fatalf("post%s: status %d, %v; want %d", tc.query, got, err, tc.want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The first four requests share a connection; the answer that closed it sends
+	// the fifth over a new one.
+	counts := make([]int, 0, len(conns))
+	for _, n := range conns {
+		counts = append(counts, n)
+	}
+	sort.Ints(counts)
+	if len(counts) != 2 || counts[0] != 1 || counts[1] != 4 {
+		t.Fatalf("requests per connection %v, want [1 4]", counts)
+	}
+	if _, err := parseTarget("https://example.com/wpush/v2/tok"); err == nil {
+		t.Fatal("an https:// endpoint was taken")
 	}
 }
