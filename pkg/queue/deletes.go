@@ -18,15 +18,21 @@ import (
 // connections through one Deleter, which turns a Redis round trip per ack into one
 // per batch; on a Redis Cluster the pipeline goes to each node its keys live on.
 //
-// It adds no waiting: when no pipeline is in flight a delete goes at once, and the
-// deletes that arrive while one is in flight ride together in the next. Delete
-// returns only once the entries are gone (or the delete failed), as Queue.Delete
-// does, so that an acknowledged message is never sent again.
+// With no linger it adds no waiting: when no pipeline is in flight a delete goes
+// at once, and the deletes that arrive while one is in flight ride together in the
+// next. A linger has the first delete of a pipeline wait that long for others (a
+// full pipeline goes at once): at a few thousand acks a second, a Redis round trip
+// is too short for more than one or two to meet in it, and each pipeline costs the
+// gateway and Redis a write, a read and a wake of their own. Delete returns only
+// once the entries are gone (or the delete failed), as Queue.Delete does, so that
+// an acknowledged message is never sent again.
 type Deleter struct {
 	q        *Queue
 	maxBatch int
+	linger   time.Duration
 
-	// wake holds a token when pending may have grown since Run last looked.
+	// wake holds a token when Run has something to look at: the first delete of a
+	// pipeline, or a full one.
 	wake chan struct{}
 
 	mu sync.Mutex
@@ -48,9 +54,10 @@ type deleteCall struct {
 }
 
 // NewDeleter returns a Deleter over q that puts at most maxBatch deletes in one
-// pipeline. Deletes are batched only while Run runs.
-func NewDeleter(q *Queue, maxBatch int) *Deleter {
-	return &Deleter{q: q, maxBatch: max(maxBatch, 1), wake: make(chan struct{}, 1)}
+// pipeline, the first of them waiting at most linger for the others. Deletes are
+// batched only while Run runs.
+func NewDeleter(q *Queue, maxBatch int, linger time.Duration) *Deleter {
+	return &Deleter{q: q, maxBatch: max(maxBatch, 1), linger: max(linger, 0), wake: make(chan struct{}, 1)}
 }
 
 // Delete removes messages by entry id and reports how many were still there, as
@@ -68,10 +75,16 @@ func (d *Deleter) Delete(ctx context.Context, u ids.UAID, entryIDs ...string) (i
 		return d.q.Delete(ctx, u, valid...)
 	}
 	d.pending = append(d.pending, c)
+	n := len(d.pending)
 	d.mu.Unlock()
-	select {
-	case d.wake <- struct{}{}:
-	default: // a token is already waiting
+	// Run takes every pending delete each time it looks, so only the first of a
+	// pipeline, and the one that fills it, need to wake it: the others would cost
+	// it a wake each while it lingers.
+	if n == 1 || n >= d.maxBatch {
+		select {
+		case d.wake <- struct{}{}:
+		default: // a token is already waiting
+		}
 	}
 	select {
 	case <-c.done:
@@ -106,13 +119,21 @@ func (d *Deleter) Run(ctx context.Context) {
 	// Pipelines run to the end even when ctx does: their callers are waiting.
 	base := context.WithoutCancel(ctx)
 	var (
-		buf  []*deleteCall
-		cmds []*redis.IntCmd
+		buf   []*deleteCall
+		cmds  []*redis.IntCmd
+		timer *time.Timer
 	)
+	if d.linger > 0 {
+		timer = time.NewTimer(d.linger)
+		timer.Stop()
+	}
 	for {
 		stop := false
 		select {
 		case <-d.wake:
+			if timer != nil {
+				stop = d.lingerFor(ctx, timer)
+			}
 		case <-ctx.Done():
 			stop = true
 		}
@@ -127,6 +148,29 @@ func (d *Deleter) Run(ctx context.Context) {
 		}
 		if stop {
 			return
+		}
+	}
+}
+
+// lingerFor waits, at most the linger, until the pending deletes fill a pipeline;
+// it returns at once when none is pending (the token was for deletes a pipeline
+// already took). It reports whether ctx ended meanwhile.
+func (d *Deleter) lingerFor(ctx context.Context, timer *time.Timer) (stopped bool) {
+	timer.Reset(d.linger)
+	defer timer.Stop()
+	for {
+		d.mu.Lock()
+		n := len(d.pending)
+		d.mu.Unlock()
+		if n == 0 || n >= d.maxBatch {
+			return false
+		}
+		select {
+		case <-d.wake: // the pipeline filled up
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return true
 		}
 	}
 }

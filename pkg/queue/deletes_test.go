@@ -131,7 +131,7 @@ func TestDeleterGivesEachCallerItsOwnResult(t *testing.T) {
 	eachQueue(t, 100, func(t *testing.T, q *Queue, keys rkey.Keys) {
 		gate := newPipelineGate(true)
 		q.rdb.AddHook(gate)
-		d := NewDeleter(q, 64)
+		d := NewDeleter(q, 64, 0)
 		startDeleter(t, d)
 		ctx := context.Background()
 
@@ -237,7 +237,7 @@ func TestDeleterCallerGivesUpAtItsDeadline(t *testing.T) {
 	eachQueue(t, 100, func(t *testing.T, q *Queue, _ rkey.Keys) {
 		gate := newPipelineGate(true)
 		q.rdb.AddHook(gate)
-		d := NewDeleter(q, 64)
+		d := NewDeleter(q, 64, 0)
 		startDeleter(t, d)
 		u := ids.NewUAID()
 		entries := fill(t, q, u, 2)
@@ -264,7 +264,7 @@ func TestDeleterDeletesWhatIsPendingWhenStopping(t *testing.T) {
 	eachQueue(t, 100, func(t *testing.T, q *Queue, _ rkey.Keys) {
 		gate := newPipelineGate(true)
 		q.rdb.AddHook(gate)
-		d := NewDeleter(q, 2) // the three pending take two pipelines
+		d := NewDeleter(q, 2, 0) // the three pending take two pipelines
 		stop := startDeleter(t, d)
 		ctx := context.Background()
 		u := ids.NewUAID()
@@ -298,6 +298,67 @@ func TestDeleterDeletesWhatIsPendingWhenStopping(t *testing.T) {
 		}
 		if n, err := q.Len(ctx, u); err != nil || n != 0 {
 			t.Fatalf("%d messages left, %v", n, err)
+		}
+	})
+}
+
+// With a linger, deletes that come one after another within it share a pipeline,
+// and a full pipeline goes without waiting the linger out.
+func TestDeleterLingers(t *testing.T) {
+	eachQueue(t, 100, func(t *testing.T, q *Queue, _ rkey.Keys) {
+		for _, tc := range []struct {
+			name      string
+			maxBatch  int
+			linger    time.Duration
+			callers   int
+			pipelines []int
+		}{
+			// Without a linger the first goes alone (see
+			// TestDeleterGivesEachCallerItsOwnResult); with one, all five wait for
+			// the last. The linger is long, so that a slow machine does not split them.
+			{name: "within the linger", maxBatch: 64, linger: time.Second, callers: 5, pipelines: []int{5}},
+			// A linger of an hour: the test ends long before unless a full pipeline
+			// goes at once.
+			{name: "full pipeline", maxBatch: 4, linger: time.Hour, callers: 4, pipelines: []int{4}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				gate := newPipelineGate(false)
+				q.rdb.AddHook(gate)
+				d := NewDeleter(q, tc.maxBatch, tc.linger)
+				startDeleter(t, d)
+				u := ids.NewUAID()
+				entries := fill(t, q, u, tc.callers)
+				results := make(chan error, tc.callers)
+				for i, id := range entries {
+					go func() {
+						n, err := d.Delete(context.Background(), u, id)
+						if err == nil && n != 1 {
+							err = fmt.Errorf("delete %d removed %d, want 1", i, n)
+						}
+						results <- err
+					}()
+					if i < tc.callers-1 {
+						// Each joins the pipeline the first is waiting to fill.
+						waitPending(t, d, i+1)
+					}
+				}
+				for range tc.callers {
+					select {
+					case err := <-results:
+						if err != nil {
+							t.Fatal(err)
+						}
+					case <-time.After(10 * time.Second):
+						t.Fatal("a delete did not return")
+					}
+				}
+				if got := gate.pipelines(); fmt.Sprint(got) != fmt.Sprint(tc.pipelines) {
+					t.Fatalf("pipelines of %v deletes, want %v", got, tc.pipelines)
+				}
+				if n, err := q.Len(context.Background(), u); err != nil || n != 0 {
+					t.Fatalf("%d messages left, %v", n, err)
+				}
+			})
 		}
 	})
 }

@@ -57,6 +57,9 @@ type Config struct {
 	InboxSize     int
 	MaxQueueLen   int64
 	DrainWindow   time.Duration
+	// AckLinger is how long an acknowledged message's delete waits for others to
+	// share its Redis pipeline (queue.Deleter).
+	AckLinger time.Duration
 	// GCPercent is the collector's target: a gateway's heap is mostly small
 	// per-connection objects, where the default's headroom is memory per connection.
 	GCPercent int
@@ -104,6 +107,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.HTTP.Backlog, "http-backlog", 64, "SSE and long-poll: notifications sent and not yet acknowledged per connection; a user agent whose backlog stays full for http-write-timeout is closed as a slow consumer")
 	fs.DurationVar(&c.HTTP.WriteTimeout, "http-write-timeout", 10*time.Second, "longest a write to an SSE stream may take, and a full backlog may stay full")
 	fs.BoolVar(&c.Demo, "demo", false, "serve the demo page, which subscribes with the JS SDK and shows arriving messages, at /demo/")
+	fs.DurationVar(&c.AckLinger, "ack-linger", 2*time.Millisecond, "longest an acknowledged message's delete waits for others to share its Redis pipeline (0: none); a user agent's next frame waits behind its ack")
 	fs.DurationVar(&c.MinPingInterval, "min-ping-interval", 30*time.Second, "least time between two protocol pings of a user agent; a ping sooner is told so, a second one closes")
 	fs.StringVar(&c.Broadcasts, "broadcasts", "", "broadcasts Herald defines, as id=version pairs separated by commas (none by default)")
 	c.Postgres.RegisterFlags(fs)
@@ -121,8 +125,8 @@ func (c *Config) Validate() error {
 	if c.MaxChannels < 1 || c.InboxSize < 1 || c.MaxQueueLen < 1 {
 		return errors.New("max-channels, inbox-size and max-queue-len must be positive")
 	}
-	if c.MinPingInterval < 0 {
-		return errors.New("min-ping-interval must not be negative")
+	if c.MinPingInterval < 0 || c.AckLinger < 0 {
+		return errors.New("min-ping-interval and ack-linger must not be negative")
 	}
 	if _, err := parseBroadcasts(c.Broadcasts); err != nil {
 		return err
@@ -193,7 +197,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	pool := gwpool.New(grpc.WithStatsHandler(tel.GRPCClientHandler(otelgrpc.NewClientHandler(otelgrpc.WithMeterProvider(telemetry.NoMeter)))))
 	defer pool.Close()
 	q := queue.New(rdb, keys, cfg.MaxQueueLen)
-	deletes := queue.NewDeleter(q, maxDeleteBatch)
+	deletes := queue.NewDeleter(q, maxDeleteBatch, cfg.AckLinger)
 	hub, err := session.NewHub(session.Config{
 		EndpointURL: cfg.EndpointURL,
 		GatewayID:   cfg.ID,
