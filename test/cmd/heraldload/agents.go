@@ -138,6 +138,8 @@ type tally struct {
 	mu        sync.Mutex
 	measuring bool
 	latencies []time.Duration
+	// answered are the times from each POST to ingest's answer, in the window.
+	answered []time.Duration
 }
 
 // receive records each of a's notifications as it arrives, on the goroutine that
@@ -152,6 +154,15 @@ func (a *agent) receive(t *tally) {
 		// as a duplicate.
 		_ = a.cl.Ack(context.Background(), n)
 	})
+}
+
+// answer records how long ingest took to answer a POST.
+func (t *tally) answer(d time.Duration) {
+	t.mu.Lock()
+	if t.measuring {
+		t.answered = append(t.answered, d)
+	}
+	t.mu.Unlock()
 }
 
 func (t *tally) record(a *agent, n mozproto.Notification, now time.Time) {

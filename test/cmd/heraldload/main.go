@@ -36,7 +36,6 @@ type config struct {
 	pids        map[string]int
 	idle        bool
 	connectRate int
-	jsonOut     bool
 	procs       int
 	stormKill   string
 	child       bool
@@ -73,7 +72,6 @@ func main() {
 	pids := fs.String("pids", "", "name=pid,… of processes whose CPU and memory to report (e.g. ingest=1,router=2,gateway=3)")
 	fs.BoolVar(&cfg.idle, "idle", false, "connect, report gateway memory per connection, then hold until interrupted")
 	fs.IntVar(&cfg.connectRate, "connect-rate", 2000, "new connections per second while connecting")
-	fs.BoolVar(&cfg.jsonOut, "json", false, "print the report as JSON")
 	fs.IntVar(&cfg.procs, "procs", 1, "load-tool processes sharing -conns, for idle runs past one process's open-files limit (each connection is a file)")
 	fs.BoolVar(&cfg.child, "child", false, "internal: run as one of -procs children")
 	cpuProfile := fs.String("cpuprofile", "", "write the load tool's own CPU profile to this file")

@@ -136,12 +136,13 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 				a := agents[seq%uint64(len(agents))]
 				var status int
 				var err error
+				posted := time.Now()
 				switch {
 				case rp != nil:
-					t.sentAt[seq].Store(time.Now().UnixNano())
+					t.sentAt[seq].Store(posted.UnixNano())
 					status, err = prep.postRaw(ctx, rp, seq)
 				case prep != nil:
-					t.sentAt[seq].Store(time.Now().UnixNano())
+					t.sentAt[seq].Store(posted.UnixNano())
 					status, err = prep.post(ctx, client, a.sub.Endpoint, seq)
 				default:
 					var res sender.Result
@@ -150,6 +151,7 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 					})
 					status = res.Status
 				}
+				t.answer(time.Since(posted))
 				switch {
 				case err != nil:
 					sendErrs.Add(1)
@@ -212,6 +214,7 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 	t.mu.Lock()
 	t.measuring = false
 	lat := append([]time.Duration(nil), t.latencies...)
+	answered := append([]time.Duration(nil), t.answered...)
 	t.mu.Unlock()
 	cpuEnd := sampleAll(cfg.pids)
 	window := sendEnd.Sub(measureStart)
@@ -226,6 +229,7 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 	}
 	lost = okSent.Load() - (t.received.Load() - dups)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	sort.Slice(answered, func(i, j int) bool { return answered[i] < answered[j] })
 
 	proto := "HTTP/1.1 (net/http), a connection per request in flight"
 	switch {
@@ -259,6 +263,10 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 	if len(lat) > 0 {
 		fmt.Printf("latency publish→receive: p50 %s  p99 %s  p999 %s  max %s  (%d samples)\n",
 			pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999), lat[len(lat)-1].Round(time.Microsecond), len(lat))
+	}
+	if len(answered) > 0 {
+		fmt.Printf("latency publish→answer (ingest's status): p50 %s  p99 %s  p999 %s  max %s  (%d samples)\n",
+			pct(answered, 0.50), pct(answered, 0.99), pct(answered, 0.999), answered[len(answered)-1].Round(time.Microsecond), len(answered))
 	}
 	if delivered > 0 && len(cpuEnd) > 0 {
 		printCost(cpuStart, cpuEnd, delivered)
