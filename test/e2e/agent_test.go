@@ -136,6 +136,25 @@ func send(t testing.TB, sub sender.Subscription, text string, ttl int) sender.Re
 }
 
 // eventually polls cond until it holds or 10 s pass.
+// queueSettles waits until the user agent's queue holds want messages, and fails
+// with what it last held: the delete of a message acknowledged just before may
+// still be on its way (the gateway lets acks' deletes wait for one another,
+// -ack-linger).
+func queueSettles(t testing.TB, c *cluster.Cluster, uaid string, want int64, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := c.QueueLen(t, uaid)
+		if n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages wait, want %d: %s", n, want, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

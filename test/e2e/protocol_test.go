@@ -335,9 +335,7 @@ func TestProtocolUrgency(t *testing.T) {
 	sendUrgent(t, a.sub, "low", "low")
 	sendUrgent(t, a.sub, "high", "high")
 	a.expect(t, "high")
-	if n := c.QueueLen(t, a.uaid); n != 1 {
-		t.Fatalf("%d messages wait, want the low one", n)
-	}
+	queueSettles(t, c, a.uaid, 1, "the low one")
 	// A bad name changes nothing; lowering the bar lets the low one out.
 	if r, err := a.cl.SetUrgency(ctxT(t), "urgent"); err != nil || r.Status != 400 || r.Min != mozproto.UrgencyHigh {
 		t.Fatalf("urgency urgent: %+v, %v", r, err)

@@ -100,9 +100,7 @@ func testSpine(t *testing.T, c *cluster.Cluster) {
 		if res.TTL != "0" {
 			t.Fatalf("TTL header %q", res.TTL)
 		}
-		if got := c.QueueLen(t, a.uaid); got != 0 {
-			t.Fatalf("a TTL 0 message was stored: queue length %d", got)
-		}
+		queueSettles(t, c, a.uaid, 0, "a TTL 0 message is not stored")
 		a.connect(t, gw)
 		send(t, a.sub, "marker", 60)
 		a.expect(t, "marker")
@@ -205,9 +203,7 @@ func testSpine(t *testing.T, c *cluster.Cluster) {
 				}
 			})
 		}
-		if n := c.QueueLen(t, a.uaid); n != 0 {
-			t.Fatalf("refused requests stored %d messages", n)
-		}
+		queueSettles(t, c, a.uaid, 0, "refused requests store nothing")
 	})
 }
 

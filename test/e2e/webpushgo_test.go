@@ -110,9 +110,7 @@ func TestWebPushGoLibrary(t *testing.T) {
 			if err := json.Unmarshal(body, &e); err != nil || status != tc.status || e.Code != tc.status || e.Errno != tc.errno {
 				t.Fatalf("status %d body %s, want %d errno %d", status, body, tc.status, tc.errno)
 			}
-			if n := c.QueueLen(t, restricted.uaid); n != 0 {
-				t.Fatalf("%d messages stored", n)
-			}
+			queueSettles(t, c, restricted.uaid, 0, "nothing stored")
 			status, body = wpSend(t, restricted, "after "+tc.name, signed)
 			if status != http.StatusCreated {
 				t.Fatalf("status %d: %s", status, body)
