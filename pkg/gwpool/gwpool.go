@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/herald-push/herald/pkg/rawconn"
 	"github.com/herald-push/herald/pkg/rpccodec"
 	"github.com/herald-push/herald/pkg/rpcstream"
 	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
@@ -35,7 +36,7 @@ type Pool struct {
 // credentials (the services talk inside the cluster network; see docs/operations.md).
 func New(opts ...grpc.DialOption) *Pool {
 	return &Pool{
-		opts:       append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), rpccodec.DialOption()}, opts...),
+		opts:       append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), rpccodec.DialOption(), grpc.WithContextDialer(rawconn.DialTCP)}, opts...),
 		conns:      map[string]*grpc.ClientConn{},
 		deliverers: map[string]*deliverer{},
 	}

@@ -4,15 +4,18 @@ package redisconn
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/url"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 
+	"github.com/herald-push/herald/pkg/rawconn"
 	"github.com/herald-push/herald/pkg/rkey"
 )
 
@@ -63,12 +66,14 @@ func (c *Config) Open(ctx context.Context) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis-url: %w", err)
 		}
+		opt.Dialer = rawDialer(opt.DialTimeout, opt.TLSConfig)
 		rdb = redis.NewClusterClient(opt)
 	} else {
 		opt, err := redis.ParseURL(c.URL)
 		if err != nil {
 			return nil, fmt.Errorf("redis-url: %w", err)
 		}
+		opt.Dialer = rawDialer(opt.DialTimeout, opt.TLSConfig)
 		rdb = redis.NewClient(opt)
 	}
 	hook, err := newMetricsHook(otel.GetMeterProvider())
@@ -83,4 +88,18 @@ func (c *Config) Open(ctx context.Context) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("redis %s: %w", c.Redacted(), err)
 	}
 	return rdb, nil
+}
+
+// rawDialer dials as go-redis does by default (its timeout, keepalive and TLS
+// settings) and has the connection read and write with raw system calls (package
+// rawconn; a TLS connection is left as it is).
+func rawDialer(timeout time.Duration, tlsConfig *tls.Config) func(context.Context, string, string) (net.Conn, error) {
+	dial := redis.NewDialer(&redis.Options{DialTimeout: timeout, TLSConfig: tlsConfig})
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return rawconn.Wrap(c), nil
+	}
 }

@@ -13,17 +13,20 @@ import (
 	"net/http/pprof"
 	"sync/atomic"
 	"time"
+
+	"github.com/herald-push/herald/pkg/rawconn"
 )
 
 // Listen opens a TCP listener and logs its real address, which tests read to find
-// services started on port 0.
+// services started on port 0. The connections it accepts read and write with raw
+// system calls (package rawconn).
 func Listen(log *slog.Logger, name, addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s on %s: %w", name, addr, err)
 	}
 	log.Info("listening", "listener", name, "addr", ln.Addr().String())
-	return ln, nil
+	return rawconn.Listener{Listener: ln}, nil
 }
 
 // Probe answers liveness and readiness. A service is live as long as it runs, and

@@ -20,6 +20,7 @@ import (
 
 	"github.com/herald-push/herald/pkg/logging"
 	"github.com/herald-push/herald/pkg/queue"
+	"github.com/herald-push/herald/pkg/rawconn"
 	"github.com/herald-push/herald/pkg/redisconn"
 	"github.com/herald-push/herald/pkg/rpccodec"
 	"github.com/herald-push/herald/pkg/service"
@@ -169,6 +170,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	cc, err := grpc.NewClient(cfg.RouterAddr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		rpccodec.DialOption(),
+		grpc.WithContextDialer(rawconn.DialTCP),
 		grpc.WithStatsHandler(tel.GRPCClientHandler(otelgrpc.NewClientHandler(otelgrpc.WithMeterProvider(telemetry.NoMeter)))),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
 	if err != nil {

@@ -1,0 +1,65 @@
+// Package rawconn wraps TCP connections so that their reads and writes are made as
+// raw system calls, which Go's scheduler does not see.
+//
+// Every system call Go's net package makes tells the scheduler it is entering and
+// leaving one (entersyscall), and entering one wakes the runtime's monitor thread
+// (sysmon) when it sleeps deeply, as it does whenever the process was idle. Once
+// woken it checks every 20 µs until it has found nothing to do fifty times running.
+// A Herald service idles between messages hundreds of times a second, so each burst
+// of work woke the monitor and kept it ticking, and on the 2-core VM of the
+// benchmarks a thread's wake costs about 24 µs of CPU: the monitor alone was a sixth
+// of the services' CPU at saturation and a quarter at 1,000 messages/s. Reads and
+// writes made through syscall.RawConn with RawSyscall leave the scheduler out: the
+// monitor wakes only for the process's other system calls and its timers, and a
+// gateway's busiest thread went from about 2,500 to about 450 wakes a second
+// (docs/benchmarks.md).
+//
+// The sockets are non-blocking, so no call here blocks a thread: a read with no data
+// and a write the socket's buffer cannot take answer EAGAIN at once, and the call then
+// waits in the netpoller as net.Conn's do, deadlines included. What the scheduler
+// gave up is the monitor taking a P from a thread stuck in a long read or write to run
+// other goroutines meanwhile; a non-blocking call on a socket is not stuck.
+package rawconn
+
+import (
+	"context"
+	"net"
+)
+
+// Wrap returns c with Read and Write made as raw system calls, or c itself where
+// that is not supported (a connection without a file descriptor, or an operating
+// system other than Linux).
+func Wrap(c net.Conn) net.Conn { return wrap(c) }
+
+// Listener wraps the connections a listener accepts.
+type Listener struct{ net.Listener }
+
+// Accept accepts a connection and wraps it.
+func (l Listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return Wrap(c), nil
+}
+
+// Dialer returns a dial function, of the shape go-redis's Options.Dialer and (with
+// the network fixed) grpc.WithContextDialer take, that dials with d and wraps the
+// connection.
+func Dialer(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return Wrap(c), nil
+	}
+}
+
+// DialTCP dials addr over TCP, as gRPC's default dialer does, and wraps the
+// connection: the shape grpc.WithContextDialer takes.
+func DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	return tcpDialer(ctx, "tcp", addr)
+}
+
+var tcpDialer = Dialer(&net.Dialer{})
