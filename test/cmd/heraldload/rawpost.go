@@ -11,10 +11,13 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/herald-push/herald/pkg/rawconn"
 )
 
 // rawPoster POSTs prepared bodies over one kept-alive HTTP/1.1 connection of its
-// own, writing each request and reading its response on the caller's goroutine.
+// own (reading and writing with raw system calls, package rawconn), writing each
+// request and reading its response on the caller's goroutine.
 // net/http's Transport hands every request to a writer goroutine and its response
 // back from a reader goroutine: two hand-offs, and their wakes, per message, which
 // the load tool would spend beside Herald on the shared cores. Each sender owns one
@@ -80,8 +83,7 @@ func (p *rawPoster) post(ctx context.Context, t target, body []byte) (int, error
 		p.drop()
 	}
 	if p.conn == nil {
-		d := net.Dialer{Timeout: p.timeout}
-		c, err := d.DialContext(ctx, "tcp", t.addr)
+		c, err := rawconn.Dialer(&net.Dialer{Timeout: p.timeout})(ctx, "tcp", t.addr)
 		if err != nil {
 			return 0, err
 		}
