@@ -1,11 +1,15 @@
 package rawconn
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 func wrap(c net.Conn) net.Conn {
@@ -31,6 +35,24 @@ type conn struct {
 // TCP user timeout, go-redis's health check of a pooled connection), as the
 // wrapped connection would.
 func (c *conn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
+
+// CloseWrite shuts the sending side down, as *net.TCPConn's does: net/http does so
+// before it drops a connection it answered with an error, so that the client reads
+// the answer rather than a reset (go.dev/issue/3595).
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.opError("close", errors.ErrUnsupported)
+}
+
+// CloseRead shuts the receiving side down, as *net.TCPConn's does.
+func (c *conn) CloseRead() error {
+	if cr, ok := c.Conn.(interface{ CloseRead() error }); ok {
+		return cr.CloseRead()
+	}
+	return c.opError("close", errors.ErrUnsupported)
+}
 
 // Read reads what the socket holds, waiting in the netpoller until it holds
 // something, the peer closes (io.EOF), or the read deadline passes.
@@ -106,4 +128,27 @@ func (c *conn) Write(b []byte) (int, error) {
 // (os.ErrDeadlineExceeded), a closed connection's is net.ErrClosed.
 func (c *conn) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+// setUserTimeout sets TCP_USER_TIMEOUT on a TCP connection; other connections are
+// left as they are.
+func setUserTimeout(c net.Conn, d time.Duration) error {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d/time.Millisecond))
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return os.NewSyscallError("setsockopt TCP_USER_TIMEOUT", serr)
+	}
+	return nil
 }

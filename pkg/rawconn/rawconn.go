@@ -24,6 +24,7 @@ package rawconn
 import (
 	"context"
 	"net"
+	"time"
 )
 
 // Wrap returns c with Read and Write made as raw system calls, or c itself where
@@ -32,13 +33,26 @@ import (
 func Wrap(c net.Conn) net.Conn { return wrap(c) }
 
 // Listener wraps the connections a listener accepts.
-type Listener struct{ net.Listener }
+type Listener struct {
+	net.Listener
+	// TCPUserTimeout, when positive, is set on each accepted TCP connection
+	// (TCP_USER_TIMEOUT: how long sent data may go unacknowledged before the kernel
+	// drops the connection). grpc-go sets it on the connections it serves, but only
+	// on a *net.TCPConn, which a wrapped connection is not.
+	TCPUserTimeout time.Duration
+}
 
-// Accept accepts a connection and wraps it.
+// Accept accepts a connection, sets its TCP user timeout, and wraps it.
 func (l Listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
+	}
+	if l.TCPUserTimeout > 0 {
+		if err := setUserTimeout(c, l.TCPUserTimeout); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
 	return Wrap(c), nil
 }

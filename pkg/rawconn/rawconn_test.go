@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // pair returns both ends of a loopback TCP connection: the accepted one through
@@ -172,5 +174,66 @@ func TestWrap(t *testing.T) {
 	var fd uintptr
 	if err := rc.Control(func(f uintptr) { fd = f }); err != nil || fd == 0 {
 		t.Fatalf("descriptor %d, %v", fd, err)
+	}
+}
+
+// A half-close reaches the peer as the end of what it reads, and leaves the other
+// direction open: net/http relies on it to have a client read an error answer
+// before the connection is dropped.
+func TestCloseWrite(t *testing.T) {
+	server, client := pair(t)
+	cw, ok := server.(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatal("the wrapped connection cannot half-close")
+	}
+	server.Write([]byte("the answer"))
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "the answer" {
+		t.Fatalf("the peer read %q, %v; want the answer, then EOF", got, err)
+	}
+	client.Write([]byte("still heard"))
+	buf := make([]byte, 11)
+	if _, err := io.ReadFull(server, buf); err != nil || string(buf) != "still heard" {
+		t.Fatalf("after the half-close, read %q, %v", buf, err)
+	}
+}
+
+// A listener with a TCP user timeout sets it on what it accepts, as grpc-go does on
+// the connections it serves.
+func TestListenerUserTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl := Listener{Listener: ln, TCPUserTimeout: 20 * time.Second}
+	defer wl.Close()
+	go func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c) // until the test closes its end
+		}
+	}()
+	c, err := wl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) {
+		got, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+	}); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	if got != 20000 {
+		t.Fatalf("TCP_USER_TIMEOUT %d ms, want 20000", got)
 	}
 }

@@ -21,12 +21,27 @@ import (
 // services started on port 0. The connections it accepts read and write with raw
 // system calls (package rawconn).
 func Listen(log *slog.Logger, name, addr string) (net.Listener, error) {
+	return listen(log, name, addr, 0)
+}
+
+// grpcUserTimeout is the TCP_USER_TIMEOUT grpc-go sets on the connections it serves
+// (its server keepalive's Timeout, 20 s by default); it cannot on a wrapped one.
+const grpcUserTimeout = 20 * time.Second
+
+// ListenGRPC is Listen for a gRPC server: its connections also get the TCP user
+// timeout grpc-go would have set on them, so that a peer gone without a word is
+// dropped 20 s after the data sent to it stopped being acknowledged.
+func ListenGRPC(log *slog.Logger, addr string) (net.Listener, error) {
+	return listen(log, "grpc", addr, grpcUserTimeout)
+}
+
+func listen(log *slog.Logger, name, addr string, userTimeout time.Duration) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s on %s: %w", name, addr, err)
 	}
 	log.Info("listening", "listener", name, "addr", ln.Addr().String())
-	return rawconn.Listener{Listener: ln}, nil
+	return rawconn.Listener{Listener: ln, TCPUserTimeout: userTimeout}, nil
 }
 
 // Probe answers liveness and readiness. A service is live as long as it runs, and

@@ -87,7 +87,6 @@ func TestPrepare(t *testing.T) {
 		t.Errorf("unremembered = %d, want 0", p.unremembered)
 	}
 
-
 	tl := &tally{sentAt: make([]atomic.Int64, n)}
 	rp := newRawPoster(p.header, 5*time.Second)
 	defer rp.close()

@@ -178,7 +178,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	grpcLn, err := service.Listen(log, "grpc", cfg.GRPCListen)
+	grpcLn, err := service.ListenGRPC(log, cfg.GRPCListen)
 	if err != nil {
 		return err
 	}

@@ -82,7 +82,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	defer rdb.Close()
-	grpcLn, err := service.Listen(log, "grpc", cfg.GRPCListen)
+	grpcLn, err := service.ListenGRPC(log, cfg.GRPCListen)
 	if err != nil {
 		return err
 	}
