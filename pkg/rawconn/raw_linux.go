@@ -31,9 +31,9 @@ type conn struct {
 	rc syscall.RawConn
 }
 
-// SyscallConn gives the connection's descriptor to those that look for it (gRPC's
-// TCP user timeout, go-redis's health check of a pooled connection), as the
-// wrapped connection would.
+// SyscallConn gives the connection's descriptor to those that look for it
+// (go-redis's health check of a pooled connection), as the wrapped connection
+// would.
 func (c *conn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
 
 // CloseWrite shuts the sending side down, as *net.TCPConn's does: net/http does so

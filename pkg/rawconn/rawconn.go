@@ -10,9 +10,9 @@
 // benchmarks a thread's wake costs about 24 µs of CPU: the monitor alone was a sixth
 // of the services' CPU at saturation and a quarter at 1,000 messages/s. Reads and
 // writes made through syscall.RawConn with RawSyscall leave the scheduler out: the
-// monitor wakes only for the process's other system calls and its timers, and a
-// gateway's busiest thread went from about 2,500 to about 450 wakes a second
-// (docs/benchmarks.md).
+// monitor wakes only for the process's other system calls and its timers, and at
+// 5,000 messages/s a gateway's busiest thread went from about 2,500 to about 450
+// wakes a second (docs/benchmarks.md).
 //
 // The sockets are non-blocking, so no call here blocks a thread: a read with no data
 // and a write the socket's buffer cannot take answer EAGAIN at once, and the call then
@@ -57,9 +57,8 @@ func (l Listener) Accept() (net.Conn, error) {
 	return Wrap(c), nil
 }
 
-// Dialer returns a dial function, of the shape go-redis's Options.Dialer and (with
-// the network fixed) grpc.WithContextDialer take, that dials with d and wraps the
-// connection.
+// Dialer returns a dial function, of the shape http.Transport's DialContext takes,
+// that dials with d and wraps the connection.
 func Dialer(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := d.DialContext(ctx, network, addr)
