@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -21,14 +22,15 @@ func wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &conn{Conn: c, rc: rc}
+	return &conn{Conn: c, rc: rc, r: newDirection("read"), w: newDirection("write")}
 }
 
 // conn is a net.Conn whose Read and Write go through rc with RawSyscall; the rest
 // (Close, addresses, deadlines) is the wrapped connection's.
 type conn struct {
 	net.Conn
-	rc syscall.RawConn
+	rc   syscall.RawConn
+	r, w *direction
 }
 
 // SyscallConn gives the connection's descriptor to those that look for it
@@ -60,29 +62,7 @@ func (c *conn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	var (
-		n     int
-		errno syscall.Errno
-	)
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			switch e {
-			case 0:
-				n = int(m)
-				return true
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // wait until the socket is readable
-			default:
-				errno = e
-				return true
-			}
-		}
-	})
-	if err == nil && errno != 0 {
-		err = os.NewSyscallError("read", errno)
-	}
+	n, err := c.r.run(c.rc.Read, b)
 	if err != nil {
 		return 0, c.opError("read", err)
 	}
@@ -95,33 +75,88 @@ func (c *conn) Read(b []byte) (int, error) {
 // Write writes all of b, waiting in the netpoller while the socket's buffer is full,
 // until the write deadline.
 func (c *conn) Write(b []byte) (int, error) {
-	var (
-		n     int
-		errno syscall.Errno
-	)
-	err := c.rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
-			switch e {
-			case 0:
-				n += int(m)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // wait until the socket can take more
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
-	if err == nil && errno != 0 {
-		err = os.NewSyscallError("write", errno)
-	}
+	n, err := c.w.run(c.rc.Write, b)
 	if err != nil {
 		return n, c.opError("write", err)
 	}
 	return n, nil
+}
+
+// direction is one direction of a conn: the function RawConn.Read or RawConn.Write
+// calls with the descriptor, made once per connection, and the state it works on.
+// A function literal per call, with the variables it captures, would be three
+// allocations on every read and write. mu keeps concurrent callers of one direction
+// apart, as net.Conn's own lock does.
+type direction struct {
+	mu    sync.Mutex
+	op    string // "read" or "write", for errors
+	fn    func(fd uintptr) bool
+	b     []byte
+	n     int
+	errno syscall.Errno
+}
+
+func newDirection(op string) *direction {
+	d := &direction{op: op}
+	if op == "read" {
+		d.fn = d.read
+	} else {
+		d.fn = d.write
+	}
+	return d
+}
+
+// run has rawIO (the RawConn's Read or Write) call d.fn with the descriptor until
+// it is done, and returns how many bytes of b moved.
+func (d *direction) run(rawIO func(func(uintptr) bool) error, b []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.b, d.n, d.errno = b, 0, 0
+	err := rawIO(d.fn)
+	n, errno := d.n, d.errno
+	d.b = nil // the caller's buffer is not ours to keep
+	if err == nil && errno != 0 {
+		err = os.NewSyscallError(d.op, errno)
+	}
+	return n, err
+}
+
+// read makes one read(2) of what fd holds; false on EAGAIN, for the netpoller to
+// wait until fd is readable and call it again.
+func (d *direction) read(fd uintptr) bool {
+	for {
+		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&d.b[0])), uintptr(len(d.b)))
+		switch e {
+		case 0:
+			d.n = int(m)
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			d.errno = e
+			return true
+		}
+	}
+}
+
+// write writes to fd until all of d.b is written; false on EAGAIN, for the
+// netpoller to wait until fd can take more and call it again.
+func (d *direction) write(fd uintptr) bool {
+	for d.n < len(d.b) {
+		m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&d.b[d.n])), uintptr(len(d.b)-d.n))
+		switch e {
+		case 0:
+			d.n += int(m)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			d.errno = e
+			return true
+		}
+	}
+	return true
 }
 
 // opError wraps err as net.Conn's errors are: a deadline's is a timeout

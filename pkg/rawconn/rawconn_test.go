@@ -237,3 +237,21 @@ func TestListenerUserTimeout(t *testing.T) {
 		t.Fatalf("TCP_USER_TIMEOUT %d ms, want 20000", got)
 	}
 }
+
+// A read and a write on a wrapped connection allocate nothing, as net.Conn's do:
+// they run for every message a service handles.
+func TestReadWriteAllocateNothing(t *testing.T) {
+	server, client := pair(t)
+	out, in := []byte("x"), make([]byte, 1)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := client.Write(out); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := server.Read(in); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per write and read, want 0", allocs)
+	}
+}

@@ -8,8 +8,7 @@
 // it. What changes is the cost of encoding. The reflective encoder of
 // google.golang.org/protobuf walks herald.v1.Message's two map fields (headers,
 // trace) through reflect.NewAt and reflect's pointer-type cache (a sync.Map) for
-// every entry, and grows the stack of the short-lived goroutine that encodes a
-// batch: in the router that was about a fifth of its CPU profile under load.
+// every entry: in the router that was about a fifth of its CPU profile under load.
 //
 // Decoding stays protobuf's: vtprotobuf's generated decoder accepts malformed input
 // that protobuf refuses (a map entry whose value runs past the entry's end, strings

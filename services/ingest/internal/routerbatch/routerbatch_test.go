@@ -85,7 +85,7 @@ func TestEachMessageGetsItsOwnResult(t *testing.T) {
 	const n = 50
 	var wg sync.WaitGroup
 	errs := make([]error, n)
-	for i := range n {
+	send := func(i int) {
 		wg.Go(func() {
 			ch := strconv.Itoa(i)
 			switch i % 10 {
@@ -106,7 +106,13 @@ func TestEachMessageGetsItsOwnResult(t *testing.T) {
 			}
 		})
 	}
-	// Let the calls queue up behind the held first call, then release them all.
+	// The first message's call is held; the others queue up behind it, and are
+	// released together.
+	send(0)
+	waitQueued(t, f, b, 1)
+	for i := 1; i < n; i++ {
+		send(i)
+	}
 	waitQueued(t, f, b, n)
 	close(f.release)
 	wg.Wait()
