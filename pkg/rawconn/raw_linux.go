@@ -25,6 +25,16 @@ func wrap(c net.Conn) net.Conn {
 	return &conn{Conn: c, rc: rc, r: newDirection("read"), w: newDirection("write")}
 }
 
+func wrapPooled(c net.Conn) net.Conn {
+	w, ok := wrap(c).(*conn)
+	if !ok {
+		return c
+	}
+	p := &peeker{RawConn: w.rc}
+	p.fn = p.peek
+	return &pooledConn{conn: w, peeker: p}
+}
+
 // conn is a net.Conn whose Read and Write go through rc with RawSyscall; the rest
 // (Close, addresses, deadlines) is the wrapped connection's.
 type conn struct {
@@ -157,6 +167,57 @@ func (d *direction) write(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// pooledConn is a conn whose SyscallConn answers a pool's check with a raw peek
+// first (WrapPooled).
+type pooledConn struct {
+	*conn
+	peeker *peeker
+}
+
+// SyscallConn gives the descriptor through peeker.
+func (c *pooledConn) SyscallConn() (syscall.RawConn, error) { return c.peeker, nil }
+
+// peeker is the syscall.RawConn of a pooledConn. Its Read first peeks at the
+// socket with a raw recvfrom(MSG_PEEK|MSG_DONTWAIT), the call go-redis's check
+// makes through syscall.Recvfrom, which enters the scheduler's syscall state and
+// so wakes the runtime's monitor thread. Only when that peek finds something other
+// than an open, empty socket (data, the peer's close, an error) does it run the
+// caller's function, which then sees the same and decides. Control and Write are
+// the descriptor's own.
+type peeker struct {
+	syscall.RawConn
+	mu    sync.Mutex
+	fn    func(fd uintptr) bool // p.peek, made once: see direction
+	empty bool
+}
+
+// Read runs f unless a raw peek finds the socket open and empty. It is made for a
+// check that returns true at once, whatever it finds: a caller waiting for data
+// would have f run only once data came, so Read would return at once instead.
+func (p *peeker) Read(f func(fd uintptr) bool) error {
+	p.mu.Lock()
+	err := p.RawConn.Read(p.fn)
+	empty := p.empty
+	p.mu.Unlock()
+	if err != nil || empty {
+		return err
+	}
+	return p.RawConn.Read(f)
+}
+
+// peek records whether fd is open with nothing to read.
+func (p *peeker) peek(fd uintptr) bool {
+	var b [1]byte
+	for {
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if e != syscall.EINTR {
+			p.empty = e == syscall.EAGAIN
+			return true
+		}
+	}
 }
 
 // opError wraps err as net.Conn's errors are: a deadline's is a timeout

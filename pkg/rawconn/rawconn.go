@@ -32,6 +32,16 @@ import (
 // system other than Linux).
 func Wrap(c net.Conn) net.Conn { return wrap(c) }
 
+// WrapPooled wraps c as Wrap does, for a client that keeps c in a pool and checks
+// it before each use by peeking at its socket through SyscallConn().Read
+// (go-redis: a connection Redis closed, in a restart or a failover, is thrown away
+// rather than failing the next command). The check's own recvfrom is a system call
+// the scheduler sees, made before every command and pipeline; a wrapped
+// connection's RawConn.Read peeks with a raw one first and runs the check's
+// function only when that peek finds the socket other than open and empty, so the
+// check decides as before and costs a raw call when all is well.
+func WrapPooled(c net.Conn) net.Conn { return wrapPooled(c) }
+
 // Listener wraps the connections a listener accepts.
 type Listener struct {
 	net.Listener

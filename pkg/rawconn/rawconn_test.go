@@ -255,3 +255,93 @@ func TestReadWriteAllocateNothing(t *testing.T) {
 		t.Fatalf("%v allocations per write and read, want 0", allocs)
 	}
 }
+
+// A pooled connection's RawConn.Read runs the pool's check only when the socket
+// holds something or was closed by the peer, and the check then sees what the raw
+// peek saw; on an open, empty socket Read returns without running it.
+func TestPooledCheck(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			t.Error(err)
+		}
+		accepted <- c
+	}()
+	dialed, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := WrapPooled(dialed)
+	defer client.Close()
+	server := <-accepted
+	if server == nil {
+		t.FailNow()
+	}
+	defer server.Close()
+
+	// check is go-redis's: peek at one byte without waiting, and say what it found.
+	check := func() (ran bool, found string) {
+		t.Helper()
+		rc, err := client.(syscall.Conn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rc.Read(func(fd uintptr) bool {
+			ran = true
+			var b [1]byte
+			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			switch {
+			case n == 0 && err == nil:
+				found = "EOF"
+			case n > 0:
+				found = "data"
+			default:
+				found = err.Error()
+			}
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return ran, found
+	}
+
+	if ran, found := check(); ran {
+		t.Fatalf("an open, empty socket ran the check, which found %s", found)
+	}
+	if _, err := server.Write([]byte("+PONG\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// The bytes may take a moment to reach the socket: wait until they can be read.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ran, found := check()
+		if ran && found == "data" {
+			break
+		}
+		if ran || time.Now().After(deadline) {
+			t.Fatalf("with a reply waiting: ran %v, found %q", ran, found)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	buf := make([]byte, 7)
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "+PONG\r\n" {
+		t.Fatalf("the peeks consumed the reply: read %q, %v", buf, err)
+	}
+	server.Close()
+	for {
+		ran, found := check()
+		if ran && found == "EOF" {
+			break
+		}
+		if ran || time.Now().After(deadline) {
+			t.Fatalf("after the peer closed: ran %v, found %q", ran, found)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

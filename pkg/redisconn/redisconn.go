@@ -91,8 +91,9 @@ func (c *Config) Open(ctx context.Context) (redis.UniversalClient, error) {
 }
 
 // rawDialer dials as go-redis does by default (its timeout, keepalive and TLS
-// settings) and has the connection read and write with raw system calls (package
-// rawconn; a TLS connection is left as it is).
+// settings) and has the connection read and write with raw system calls, go-redis's
+// check of a pooled connection included (rawconn.WrapPooled; a TLS connection is
+// left as it is).
 func rawDialer(timeout time.Duration, tlsConfig *tls.Config) func(context.Context, string, string) (net.Conn, error) {
 	dial := redis.NewDialer(&redis.Options{DialTimeout: timeout, TLSConfig: tlsConfig})
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -100,6 +101,6 @@ func rawDialer(timeout time.Duration, tlsConfig *tls.Config) func(context.Contex
 		if err != nil {
 			return nil, err
 		}
-		return rawconn.Wrap(c), nil
+		return rawconn.WrapPooled(c), nil
 	}
 }
