@@ -54,6 +54,16 @@ func (c config) messages() int {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "floor" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		err := runFloor(ctx, os.Args[2:], os.Stdout)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "heraldload floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var cfg config
 	fs := flag.NewFlagSet("heraldload", flag.ExitOnError)
 	gateways := fs.String("gateways", "ws://127.0.0.1:8080/", "comma-separated gateway WebSocket URLs; user agents are spread over them")
