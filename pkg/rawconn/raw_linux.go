@@ -193,9 +193,10 @@ type peeker struct {
 	empty bool
 }
 
-// Read runs f unless a raw peek finds the socket open and empty. It is made for a
-// check that returns true at once, whatever it finds: a caller waiting for data
-// would have f run only once data came, so Read would return at once instead.
+// Read runs f unless a raw peek finds the socket open and empty. It suits a check
+// whose f returns true at once, whatever it finds. A reader whose f waits for data
+// (returns false until some comes) would see Read return at once without running
+// it: hence WrapPooled only for connections whose RawConn only such a check reads.
 func (p *peeker) Read(f func(fd uintptr) bool) error {
 	p.mu.Lock()
 	err := p.RawConn.Read(p.fn)
