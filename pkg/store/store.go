@@ -2,12 +2,15 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-push/herald/pkg/ids"
@@ -78,28 +81,69 @@ func (s *Store) CreateUserAgent(ctx context.Context, u ids.UAID) error {
 // Connect records that user agent u connected and returns its subscriptions, or
 // ErrNotFound when Herald does not know u.
 func (s *Store) Connect(ctx context.Context, u ids.UAID, now time.Time) ([]Subscription, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE user_agents SET last_connect = $2 WHERE uaid = $1`, [16]byte(u), now)
+	known, err := s.ConnectMany(ctx, []ids.UAID{u}, now)
 	if err != nil {
-		return nil, fmt.Errorf("connect user agent: %w", err)
+		return nil, err
 	}
-	if tag.RowsAffected() == 0 {
+	subs, ok := known[u]
+	if !ok {
 		return nil, ErrNotFound
 	}
-	rows, err := s.pool.Query(ctx, `SELECT channel_id, app_server_key FROM subscriptions WHERE uaid = $1 ORDER BY created_at`, [16]byte(u))
-	if err != nil {
-		return nil, fmt.Errorf("list subscriptions: %w", err)
-	}
-	subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subscription, error) {
-		sub := Subscription{UAID: u}
-		var ch [16]byte
-		err := r.Scan(&ch, &sub.AppServerKey)
-		sub.ChannelID = ids.ChannelID(ch)
-		return sub, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list subscriptions: %w", err)
-	}
 	return subs, nil
+}
+
+// ConnectMany records that the user agents us connected and returns the
+// subscriptions of each one Herald knows, in the order they were made (an empty
+// slice for one without any); unknown ones are not in the map. It is one
+// statement, one round trip for all: every hello of a returning user agent needs
+// it, all of them at once after a gateway is lost.
+//
+// The uaids go to Postgres sorted, which an index scan follows, so that two calls
+// sharing user agents (one saying hello on two connections at once) take their row
+// locks in the same order. Should a plan lock them in another, Postgres aborts one
+// call after its deadlock timeout: those hellos fail, and their user agents try
+// again.
+func (s *Store) ConnectMany(ctx context.Context, us []ids.UAID, now time.Time) (map[ids.UAID][]Subscription, error) {
+	keys := make([][16]byte, len(us))
+	for i, u := range us {
+		keys[i] = [16]byte(u)
+	}
+	slices.SortFunc(keys, func(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) })
+	keys = slices.Compact(keys)
+	// A user agent without subscriptions is one row without a channel.
+	rows, err := s.pool.Query(ctx, `
+		WITH ua AS (
+			UPDATE user_agents SET last_connect = $2 WHERE uaid = ANY($1::uuid[])
+			RETURNING uaid
+		)
+		SELECT ua.uaid, s.channel_id, s.app_server_key
+		FROM ua LEFT JOIN subscriptions s ON s.uaid = ua.uaid
+		ORDER BY ua.uaid, s.created_at`, keys, now)
+	if err != nil {
+		return nil, fmt.Errorf("connect user agents: %w", err)
+	}
+	known := make(map[ids.UAID][]Subscription, len(keys))
+	for rows.Next() {
+		var u [16]byte
+		var ch pgtype.UUID
+		var key []byte
+		if err := rows.Scan(&u, &ch, &key); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("connect user agents: %w", err)
+		}
+		subs := known[ids.UAID(u)]
+		if subs == nil {
+			subs = []Subscription{}
+		}
+		if ch.Valid {
+			subs = append(subs, Subscription{UAID: ids.UAID(u), ChannelID: ids.ChannelID(ch.Bytes), AppServerKey: key})
+		}
+		known[ids.UAID(u)] = subs
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("connect user agents: %w", err)
+	}
+	return known, nil
 }
 
 // Subscribe records a subscription; subscribing an existing channel again replaces

@@ -36,6 +36,7 @@ import (
 	"github.com/herald-push/herald/pkg/telemetry"
 	"github.com/herald-push/herald/pkg/token"
 	heraldv1 "github.com/herald-push/herald/proto/herald/v1"
+	"github.com/herald-push/herald/services/gateway/internal/connects"
 	"github.com/herald-push/herald/services/gateway/internal/deliver"
 	"github.com/herald-push/herald/services/gateway/internal/httpconn"
 	"github.com/herald-push/herald/services/gateway/internal/sdk"
@@ -208,7 +209,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 		MinPingInterval: cfg.MinPingInterval,
 		Broadcasts:      broadcasts,
-	}, st, ackQueue{Queue: q, deletes: deletes}, leases, deliver.Evictor{Pool: pool}, tokens, log)
+	}, hubStore{Store: st, connects: connects.New(st, connectCalls, maxConnectBatch)}, ackQueue{Queue: q, deletes: deletes}, leases, deliver.Evictor{Pool: pool}, tokens, log)
 	if err != nil {
 		return err
 	}
@@ -305,6 +306,26 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 // maxDeleteBatch bounds the acknowledged messages' deletes in one Redis pipeline.
 const maxDeleteBatch = 256
+
+// connectCalls bounds the statements recording hellos in flight at once (one
+// Postgres connection each, of the pool's default four), and maxConnectBatch the
+// hellos in one statement.
+const (
+	connectCalls    = 3
+	maxConnectBatch = 100
+)
+
+// hubStore is the store as sessions use it: the hellos of returning user agents
+// share statements (package connects).
+type hubStore struct {
+	*store.Store
+	connects *connects.Batcher
+}
+
+// Connect records a hello in the next statement, and returns when it ran.
+func (s hubStore) Connect(ctx context.Context, u ids.UAID, now time.Time) ([]store.Subscription, error) {
+	return s.connects.Connect(ctx, u, now)
+}
 
 // ackQueue is the queue as sessions use it: their deletes, mostly acks, go through
 // the gateway's Deleter, in one pipeline with those of every other connection.
