@@ -29,8 +29,15 @@ var ErrPingTooSoon = errors.New("ping too soon")
 // Client is one connection to a gateway. Requests (Hello, Register, Unregister,
 // Ping) must not be issued concurrently; notifications arrive on their own.
 type Client struct {
-	ws    *websocket.Conn
-	notes chan mozproto.Notification
+	ws *websocket.Conn
+	// notes holds the notifications that arrived and were not taken yet, at most
+	// maxBacklog, and noteReady gets a token when one is added. A slice that grows
+	// as they come, rather than a channel of maxBacklog: a load tool holds tens of
+	// thousands of clients, and a channel's buffer is allocated, and scanned by the
+	// collector, whole.
+	notesMu   sync.Mutex
+	notes     []mozproto.Notification
+	noteReady chan struct{}
 	// replies carries every frame that is not a notification, in order.
 	replies chan []byte
 	done    chan struct{}
@@ -57,10 +64,10 @@ func DialWith(ctx context.Context, url string, hc *http.Client) (*Client, error)
 	}
 	ws.SetReadLimit(1 << 20)
 	c := &Client{
-		ws:      ws,
-		notes:   make(chan mozproto.Notification, 256),
-		replies: make(chan []byte, 16),
-		done:    make(chan struct{}),
+		ws:        ws,
+		noteReady: make(chan struct{}, 1),
+		replies:   make(chan []byte, 16),
+		done:      make(chan struct{}),
 	}
 	go c.read()
 	return c, nil
@@ -93,9 +100,7 @@ func (c *Client) read() {
 				(*f)(n)
 				continue
 			}
-			select {
-			case c.notes <- n:
-			default:
+			if !c.addNote(n) {
 				c.fail(errors.New("notification backlog full: the reader is too slow"))
 				return
 			}
@@ -134,6 +139,13 @@ func (c *Client) CloseStatus() int { return int(websocket.CloseStatus(c.Err())) 
 // Close closes the connection normally.
 func (c *Client) Close() error {
 	return c.ws.Close(websocket.StatusNormalClosure, "")
+}
+
+// Drop closes the connection without the closing handshake: for a connection the
+// server already dropped (its process died), where Close would send a close frame
+// nobody reads.
+func (c *Client) Drop() error {
+	return c.ws.CloseNow()
 }
 
 // Send writes one frame as JSON, as is.
@@ -234,20 +246,43 @@ func (c *Client) Ping(ctx context.Context) error {
 // read while it runs. Notifications that arrived before stay for Next.
 func (c *Client) OnNotification(f func(mozproto.Notification)) { c.onNote.Store(&f) }
 
-// Next waits for the next notification.
-func (c *Client) Next(ctx context.Context) (mozproto.Notification, error) {
-	select {
-	case n := <-c.notes:
-		return n, nil
-	default:
+// maxBacklog is how many notifications may wait for Next before the client gives
+// up on the connection.
+const maxBacklog = 256
+
+// addNote queues n for Next; false when maxBacklog are already waiting.
+func (c *Client) addNote(n mozproto.Notification) bool {
+	c.notesMu.Lock()
+	if len(c.notes) >= maxBacklog {
+		c.notesMu.Unlock()
+		return false
 	}
+	c.notes = append(c.notes, n)
+	c.notesMu.Unlock()
 	select {
-	case n := <-c.notes:
-		return n, nil
-	case <-c.done:
-		return mozproto.Notification{}, fmt.Errorf("%w: %v", ErrClosed, c.Err())
-	case <-ctx.Done():
-		return mozproto.Notification{}, ctx.Err()
+	case c.noteReady <- struct{}{}:
+	default: // a token is already waiting
+	}
+	return true
+}
+
+// Next waits for the next notification. Notifications that arrived before the
+// connection ended are still returned.
+func (c *Client) Next(ctx context.Context) (mozproto.Notification, error) {
+	for {
+		if n, ok := c.TryNext(); ok {
+			return n, nil
+		}
+		select {
+		case <-c.noteReady:
+		case <-c.done:
+			if n, ok := c.TryNext(); ok {
+				return n, nil
+			}
+			return mozproto.Notification{}, fmt.Errorf("%w: %v", ErrClosed, c.Err())
+		case <-ctx.Done():
+			return mozproto.Notification{}, ctx.Err()
+		}
 	}
 }
 

@@ -269,7 +269,7 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 			pct(answered, 0.50), pct(answered, 0.99), pct(answered, 0.999), answered[len(answered)-1].Round(time.Microsecond), len(answered))
 	}
 	if delivered > 0 && len(cpuEnd) > 0 {
-		printCost(cpuStart, cpuEnd, delivered)
+		printCost(cpuStart, cpuEnd, delivered, "delivered messages (measured window)")
 	}
 	if lost > 0 || t.foreign.Load() > 0 {
 		return fmt.Errorf("%d accepted messages were not delivered, %d reached the wrong user agent", lost, t.foreign.Load())
@@ -285,14 +285,15 @@ func isHerald(name string) bool {
 	return heraldServices[name] || strings.HasPrefix(name, "gateway")
 }
 
-// printCost prints each process's CPU seconds per 1,000 delivered messages, Herald's
-// services summed apart from Redis, Postgres (with its backends) and the load tool.
-func printCost(start, end map[string]procSample, delivered int64) {
-	fmt.Printf("cost: CPU seconds per 1,000 delivered messages (measured window):\n")
+// printCost prints each process's CPU seconds per 1,000 of n (what: what n counts,
+// and over which window), Herald's services summed apart from Redis, Postgres (with
+// its backends) and the load tool.
+func printCost(start, end map[string]procSample, n int64, what string) {
+	fmt.Printf("cost: CPU seconds per 1,000 %s:\n", what)
 	var herald, others float64
 	for _, name := range sortedNames(end) {
 		d := end[name].cpuSeconds - start[name].cpuSeconds
-		per := d / float64(delivered) * 1000
+		per := d / float64(n) * 1000
 		if isHerald(name) {
 			herald += per
 		} else {

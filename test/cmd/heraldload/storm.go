@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"runtime"
 	"sort"
 	"sync"
@@ -17,7 +18,6 @@ import (
 
 	"github.com/herald-push/herald/pkg/ece"
 	"github.com/herald-push/herald/pkg/pushclient"
-	"github.com/herald-push/herald/pkg/sender"
 )
 
 // runStorm kills the gateway every user agent is connected to and measures how long
@@ -33,6 +33,14 @@ func runStorm(ctx context.Context, cfg config, agents []*agent) error {
 	for i, src := range cfg.sources {
 		clients[i] = pushclient.SourceClient(src)
 	}
+	// Each user agent's message is encrypted before the kill, so that the load tool's
+	// RFC 8291 work does not compete with the reconnections for the cores.
+	msgs, err := prepare(ctx, cfg, agents, len(agents), "")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "encrypted %d messages before the kill in %s\n", len(agents), msgs.took.Round(time.Millisecond))
+	before := sampleAll(cfg.pids)
 	killed := time.Now()
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("kill %s (%d): %w", cfg.stormKill, victim, err)
@@ -46,7 +54,7 @@ func runStorm(ctx context.Context, cfg config, agents []*agent) error {
 	for i, a := range agents {
 		wg.Go(func() {
 			<-a.cl.Done()
-			_ = a.cl.Close() // the gateway is dead; release the socket
+			_ = a.cl.Drop() // the gateway is dead; release the socket
 			time.Sleep(time.Duration(rand.Int64N(int64(time.Second))))
 			for attempt := 0; ; attempt++ {
 				err := a.reconnect(ctx, others[i%len(others)], clients[i%len(clients)])
@@ -72,8 +80,9 @@ func runStorm(ctx context.Context, cfg config, agents []*agent) error {
 	for range cfg.concurrency {
 		senders.Go(func() {
 			for i := range jobs {
-				res, err := sender.Send(ctx, agents[i].sub, makePayload(uint64(i), cfg.payload, time.Now()), sender.Options{TTL: cfg.ttl, Client: client})
-				if err == nil && res.Status == http.StatusCreated {
+				// Message i is agents[i]'s (prepare's order), sent as sender.Send sends it.
+				status, err := msgs.post(ctx, client, agents[i].sub.Endpoint, uint64(i))
+				if err == nil && status == http.StatusCreated {
 					sent[i] = true
 					accepted.Add(1)
 				}
@@ -86,6 +95,7 @@ func runStorm(ctx context.Context, cfg config, agents []*agent) error {
 	close(jobs)
 	senders.Wait()
 	wg.Wait()
+	after := sampleAll(cfg.pids)
 
 	// Every accepted message must arrive at its user agent.
 	var lost atomic.Int64
@@ -109,13 +119,14 @@ func runStorm(ctx context.Context, cfg config, agents []*agent) error {
 		}
 	}
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-	fmt.Printf("conditions: %d user agents on one gateway, SIGKILLed; they reconnect to %d other gateway(s) after 0-1 s of jitter; %d source address(es); load tool GOMAXPROCS %d\n",
+	fmt.Printf("conditions: %d user agents on one gateway, SIGKILLed; they reconnect to %d other gateway(s) after 0-1 s of jitter; each sent one message, encrypted before the kill; %d source address(es); load tool GOMAXPROCS %d\n",
 		len(agents), len(others), len(cfg.sources), runtime.GOMAXPROCS(0))
 	if len(times) > 0 {
 		fmt.Printf("owned again: %d of %d, the last %s after the kill (p50 %s, p99 %s); %d failed to reconnect\n",
 			len(times), len(agents), times[len(times)-1].Round(time.Millisecond), pct(times, 0.5), pct(times, 0.99), failed.Load())
 	}
 	fmt.Printf("messages sent during the storm: %d accepted (201), %d lost\n", accepted.Load(), lost.Load())
+	printCost(before, after, int64(len(agents)), "reconnections (from the kill until the last was owned again and the last message sent)")
 	for _, a := range agents {
 		_ = a.cl.Close() // the run is over
 	}
