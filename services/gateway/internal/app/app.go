@@ -308,8 +308,8 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 const maxDeleteBatch = 256
 
 // connectCalls bounds the statements recording hellos in flight at once (one
-// Postgres connection each, of the pool's default four), and maxConnectBatch the
-// hellos in one statement.
+// Postgres connection each, of a pool of at least four: pgx's default), and
+// maxConnectBatch the hellos in one statement.
 const (
 	connectCalls    = 3
 	maxConnectBatch = 100
