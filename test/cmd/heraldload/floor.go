@@ -80,16 +80,8 @@ func floorRun(ctx context.Context, cfg floorConfig, args []string, out io.Writer
 	}
 	cmd := exec.CommandContext(ctx, self, append([]string{"floor", "-serve"}, args...)...)
 	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(cfg.procs))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
+	stdin, stdout, err := startPiped(cmd)
 	if err != nil {
-		return err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
 		return err
 	}
 	defer func() {

@@ -90,16 +90,8 @@ func runProcs(ctx context.Context, cfg config, args []string) error {
 			"-procs=1", "-child", "-pids=", "-conns="+strconv.Itoa(n),
 			"-connect-rate="+strconv.Itoa(max(cfg.connectRate/cfg.procs, 1)))
 		cmd := exec.Command(self, cargs...)
-		cmd.Stderr = os.Stderr
-		stdin, err := cmd.StdinPipe()
+		stdin, stdout, err := startPiped(cmd)
 		if err != nil {
-			return err
-		}
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("start child %d: %w", i, err)
 		}
 		children = append(children, child{cmd: cmd, stdin: stdin})
@@ -140,4 +132,20 @@ func runProcs(ctx context.Context, cfg config, args []string) error {
 	}
 	wg.Wait()
 	return err
+}
+
+// startPiped starts cmd with a pipe to its stdin (closing it tells a child of the
+// load tool to end) and one from its stdout; what it writes to stderr is ours.
+func startPiped(cmd *exec.Cmd) (stdin io.WriteCloser, stdout io.ReadCloser, err error) {
+	cmd.Stderr = os.Stderr
+	if stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, nil, err
+	}
+	if stdout, err = cmd.StdoutPipe(); err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	return stdin, stdout, nil
 }
