@@ -85,6 +85,9 @@ func (e Evictor) Evict(ctx context.Context, owner lease.Owner, u ids.UAID, epoch
 		return err
 	}
 	if _, err := cl.Evict(ctx, &heraldv1.EvictRequest{Uaid: u.String(), Epoch: epoch}); err != nil {
+		if status.Code(err) == codes.Unavailable {
+			return fmt.Errorf("evict on %s: %w: %w", owner.Gateway, session.ErrOwnerGone, err)
+		}
 		return fmt.Errorf("evict on %s: %w", owner.Gateway, err)
 	}
 	return nil

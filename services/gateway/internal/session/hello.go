@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 
 	"github.com/herald-push/herald/pkg/ids"
@@ -92,7 +93,14 @@ func (h *Hub) Hello(ctx context.Context, m mozproto.ClientMessage, wake func()) 
 	if prev.Gateway != "" && prev.Gateway != h.cfg.GatewayID {
 		// Best effort: the other gateway also finds out when its lease renewal fails.
 		if err := h.evictor.Evict(ctx, prev, u, epoch); err != nil {
-			h.log.Warn("evict previous connection", "uaid", u.String(), "gateway", prev.Gateway, "err", err)
+			// A gateway that died leaves every user agent it held to say hello
+			// elsewhere within seconds, and each would warn of it: that gateway's
+			// death is not news once per user agent.
+			level := slog.LevelWarn
+			if errors.Is(err, ErrOwnerGone) {
+				level = slog.LevelDebug
+			}
+			h.log.Log(ctx, level, "evict previous connection", "uaid", u.String(), "gateway", prev.Gateway, "err", err)
 		}
 	}
 	h.metrics.sessions.Add(ctx, 1)

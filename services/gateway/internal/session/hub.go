@@ -54,8 +54,12 @@ type Leases interface {
 	Release(ctx context.Context, u ids.UAID, epoch uint64) error
 }
 
+// ErrOwnerGone is what an Evictor's error wraps when the previous owner's gateway
+// cannot be reached: it died or left, and its connections with it.
+var ErrOwnerGone = errors.New("the previous owner's gateway is unreachable")
+
 // Evictor asks another gateway to close a user agent's connection that a newer one
-// took over.
+// took over; its error wraps ErrOwnerGone when that gateway cannot be reached.
 type Evictor interface {
 	Evict(ctx context.Context, owner lease.Owner, u ids.UAID, epoch uint64) error
 }

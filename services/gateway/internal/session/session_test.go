@@ -1,9 +1,12 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -150,18 +153,23 @@ func (q *fakeQueue) Clear(_ context.Context, u ids.UAID) error {
 	return nil
 }
 
-type fakeLeases struct{ epoch uint64 }
+// fakeLeases hands out epochs, each claim finding prev as the previous owner.
+type fakeLeases struct {
+	epoch uint64
+	prev  lease.Owner
+}
 
 func (l *fakeLeases) Claim(context.Context, ids.UAID, string, string) (uint64, lease.Owner, error) {
 	l.epoch++
-	return l.epoch, lease.Owner{}, nil
+	return l.epoch, l.prev, nil
 }
 
 func (l *fakeLeases) Release(context.Context, ids.UAID, uint64) error { return nil }
 
-type fakeEvictor struct{}
+// fakeEvictor fails every eviction with err (nil: none fails).
+type fakeEvictor struct{ err error }
 
-func (fakeEvictor) Evict(context.Context, lease.Owner, ids.UAID, uint64) error { return nil }
+func (e fakeEvictor) Evict(context.Context, lease.Owner, ids.UAID, uint64) error { return e.err }
 
 type world struct {
 	hub   *Hub
@@ -171,6 +179,12 @@ type world struct {
 }
 
 func newWorld(t *testing.T) *world {
+	t.Helper()
+	return newWorldWith(t, &fakeLeases{}, fakeEvictor{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// newWorldWith is newWorld with these ownership records, evictions and log.
+func newWorldWith(t *testing.T, leases Leases, ev Evictor, log *slog.Logger) *world {
 	t.Helper()
 	codec, err := token.NewCodec([][]byte{make([]byte, 32)})
 	if err != nil {
@@ -186,7 +200,7 @@ func newWorld(t *testing.T) *world {
 		EndpointURL: "http://push.example", GatewayID: "gw", GatewayAddr: "gw:1",
 		MaxChannels: 2, InboxSize: 4, DrainPage: 2, MinPingInterval: 30 * time.Second,
 		Broadcasts: map[string]string{"known": "v2"},
-	}, w.store, w.queue, &fakeLeases{}, fakeEvictor{}, codec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}, w.store, w.queue, leases, ev, codec, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -701,4 +715,40 @@ func TestLiveMessagesOutOfOrder(t *testing.T) {
 			t.Fatalf("a resync sent again %v", got)
 		}
 	})
+}
+
+// A failed eviction of the previous connection is a warning, unless its gateway is
+// gone: then each of its user agents says hello elsewhere, and each would warn of it.
+func TestEvictFailureLogged(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want slog.Level
+	}{
+		{"gateway gone", fmt.Errorf("evict on gw2: %w: connection refused", ErrOwnerGone), slog.LevelDebug},
+		{"other failure", errors.New("evict on gw2: permission denied"), slog.LevelWarn},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			w := newWorldWith(t, &fakeLeases{prev: lease.Owner{Gateway: "gw2", Addr: "gw2:1"}}, fakeEvictor{err: tc.err}, log)
+			w.hello(t, mozproto.ClientMessage{})
+			var line struct {
+				Level slog.Level `json:"level"`
+				Msg   string     `json:"msg"`
+			}
+			found := false
+			for _, l := range bytes.Split(buf.Bytes(), []byte("\n")) {
+				if json.Unmarshal(l, &line) == nil && line.Msg == "evict previous connection" {
+					found = true
+					if line.Level != tc.want {
+						t.Errorf("logged at %v, want %v", line.Level, tc.want)
+					}
+				}
+			}
+			if !found {
+				t.Fatalf("the failed eviction was not logged:\n%s", buf.String())
+			}
+		})
+	}
 }
