@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,27 +18,34 @@ import (
 // over several. They read and write with raw system calls (package rawconn), as
 // Herald's services do: a load tool shares the machine with what it measures.
 //
-// Its transport only does handshakes, over ws:// (cleartext): each request gets a
-// connection of its own, and the answer's body is that connection, which the
+// Over ws:// (cleartext) its transport does the handshake itself: each request gets
+// a connection of its own, and the answer's body is that connection, which the
 // WebSocket library takes over after 101 Switching Protocols. net/http's Transport
 // would start a goroutine to dial each connection and two to read and write it, and
 // keep a pool that handshakes never reuse: in a reconnect storm of 19,000 user
-// agents, that was a good part of the load tool's CPU.
+// agents, that was a good part of the load tool's CPU. Over wss:// net/http's
+// Transport does it, TLS included.
 func SourceClient(src string) *http.Client {
 	d := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	return &http.Client{Transport: upgradeTransport{dial: rawconn.Dialer(d)}}
+	dial := rawconn.Dialer(d)
+	return &http.Client{Transport: upgradeTransport{
+		dial: dial,
+		// Each WebSocket takes its connection over; nothing is kept idle.
+		tls: &http.Transport{DialContext: dial, MaxIdleConns: -1},
+	}}
 }
 
 // upgradeTransport is SourceClient's http.RoundTripper.
 type upgradeTransport struct {
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	tls  http.RoundTripper // for https (wss://)
 }
 
 // RoundTrip dials req's host, writes req, and reads the answer, whose body is the
 // connection (read through what was buffered reading the answer).
 func (t upgradeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" {
-		return nil, fmt.Errorf("pushclient: %s: only cleartext WebSocket handshakes (ws://)", req.URL.Redacted())
+		return t.tls.RoundTrip(req)
 	}
 	addr := req.URL.Host
 	if req.URL.Port() == "" {

@@ -2,6 +2,7 @@ package pushclient
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -85,5 +86,40 @@ func TestOnNotification(t *testing.T) {
 	}
 	if n, ok := cl.TryNext(); ok {
 		t.Fatalf("Next would get %q too", n.Version)
+	}
+}
+
+// Notifications that arrived before the server closed are all returned by Next, in
+// order, and then the close.
+func TestNextAfterClose(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"push-notification"}})
+		if err != nil {
+			return
+		}
+		for _, v := range []string{"v1", "v2", "v3"} {
+			if err := ws.Write(ctx, websocket.MessageText, []byte(`{"messageType":"notification","channelID":"c","version":"`+v+`","ttl":60}`)); err != nil {
+				return
+			}
+		}
+		ws.Close(websocket.StatusGoingAway, "")
+	}))
+	defer srv.Close()
+	cl, err := DialWith(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), SourceClient("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Drop()
+	<-cl.Done()
+	for _, want := range []string{"v1", "v2", "v3"} {
+		n, err := cl.Next(ctx)
+		if err != nil || n.Version != want {
+			t.Fatalf("Next = %q, %v; want %q", n.Version, err, want)
+		}
+	}
+	if _, err := cl.Next(ctx); !errors.Is(err, ErrClosed) || cl.CloseStatus() != int(websocket.StatusGoingAway) {
+		t.Fatalf("after the notifications: %v (close status %d)", err, cl.CloseStatus())
 	}
 }

@@ -317,31 +317,28 @@ func TestPooledCheck(t *testing.T) {
 	if _, err := server.Write([]byte("+PONG\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	// The bytes may take a moment to reach the socket: wait until they can be read.
+	// What the peer sends or does may take a moment to reach the socket: until it
+	// has, the raw peek finds nothing and the check does not run; once it has, the
+	// check runs and finds the same.
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ran, found := check()
-		if ran && found == "data" {
-			break
+	awaitCheck := func(what, want string) {
+		t.Helper()
+		for {
+			ran, found := check()
+			if ran && found == want {
+				return
+			}
+			if ran || time.Now().After(deadline) {
+				t.Fatalf("%s: ran %v, found %q; want %q", what, ran, found, want)
+			}
+			time.Sleep(time.Millisecond)
 		}
-		if ran || time.Now().After(deadline) {
-			t.Fatalf("with a reply waiting: ran %v, found %q", ran, found)
-		}
-		time.Sleep(time.Millisecond)
 	}
+	awaitCheck("with a reply waiting", "data")
 	buf := make([]byte, 7)
 	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "+PONG\r\n" {
 		t.Fatalf("the peeks consumed the reply: read %q, %v", buf, err)
 	}
 	server.Close()
-	for {
-		ran, found := check()
-		if ran && found == "EOF" {
-			break
-		}
-		if ran || time.Now().After(deadline) {
-			t.Fatalf("after the peer closed: ran %v, found %q", ran, found)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	awaitCheck("after the peer closed", "EOF")
 }

@@ -134,7 +134,7 @@ func floorRun(ctx context.Context, cfg floorConfig, args []string, out io.Writer
 	if err != nil {
 		return err
 	}
-	c0, n0, t0 := mustSampleSelf(), done.Load(), time.Now()
+	c0, n0, t0 := selfCPU(), done.Load(), time.Now()
 	if err := wait(cfg.duration); err != nil {
 		return err
 	}
@@ -142,7 +142,7 @@ func floorRun(ctx context.Context, cfg floorConfig, args []string, out io.Writer
 	if err != nil {
 		return err
 	}
-	c1, n1, t1 := mustSampleSelf(), done.Load(), time.Now()
+	c1, n1, t1 := selfCPU(), done.Load(), time.Now()
 	n := n1 - n0
 	if n <= 0 {
 		return errors.New("nothing completed in the window")
@@ -156,12 +156,12 @@ func floorRun(ctx context.Context, cfg floorConfig, args []string, out io.Writer
 		what, server, cfg.raw, cfg.procs, cfg.conns, cfg.rate, cfg.duration)
 	fmt.Fprintf(out, "completed: %.0f/s\n", float64(n)/t1.Sub(t0).Seconds())
 	fmt.Fprintf(out, "server: %.4f CPU-s per 1,000 (rss %.1f MiB); this client: %.4f\n",
-		(s1.cpuSeconds-s0.cpuSeconds)*1000/float64(n), float64(s1.rssBytes)/(1<<20), (c1-c0)*1000/float64(n))
+		(s1.cpuSeconds-s0.cpuSeconds)*1000/float64(n), mib(s1.rssBytes), (c1-c0)*1000/float64(n))
 	return nil
 }
 
-// mustSampleSelf is this process's CPU seconds; 0 if /proc cannot be read.
-func mustSampleSelf() float64 {
+// selfCPU is this process's CPU seconds; 0 if /proc cannot be read.
+func selfCPU() float64 {
 	s, err := sampleProc(os.Getpid())
 	if err != nil {
 		return 0

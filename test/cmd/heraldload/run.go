@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -137,12 +138,13 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 				var status int
 				var err error
 				posted := time.Now()
+				if prep != nil {
+					t.sentAt[seq].Store(posted.UnixNano())
+				}
 				switch {
 				case rp != nil:
-					t.sentAt[seq].Store(posted.UnixNano())
 					status, err = prep.postRaw(ctx, rp, seq)
 				case prep != nil:
-					t.sentAt[seq].Store(posted.UnixNano())
 					status, err = prep.post(ctx, client, a.sub.Endpoint, seq)
 				default:
 					var res sender.Result
@@ -228,8 +230,8 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 		}
 	}
 	lost = okSent.Load() - (t.received.Load() - dups)
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	sort.Slice(answered, func(i, j int) bool { return answered[i] < answered[j] })
+	slices.Sort(lat)
+	slices.Sort(answered)
 
 	proto := "HTTP/1.1 (net/http), a connection per request in flight"
 	switch {
@@ -260,14 +262,8 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 	fmt.Printf("delivered: %d of %d accepted; lost %d, duplicates %d, to the wrong user agent %d, undecodable %d\n",
 		t.received.Load()-dups, okSent.Load(), lost, dups, t.foreign.Load(), t.decryptKO.Load())
 	fmt.Printf("throughput (measured window %s): %.0f delivered msg/s\n", window.Round(time.Millisecond), float64(delivered)/window.Seconds())
-	if len(lat) > 0 {
-		fmt.Printf("latency publish→receive: p50 %s  p99 %s  p999 %s  max %s  (%d samples)\n",
-			pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999), lat[len(lat)-1].Round(time.Microsecond), len(lat))
-	}
-	if len(answered) > 0 {
-		fmt.Printf("latency publish→answer (ingest's status): p50 %s  p99 %s  p999 %s  max %s  (%d samples)\n",
-			pct(answered, 0.50), pct(answered, 0.99), pct(answered, 0.999), answered[len(answered)-1].Round(time.Microsecond), len(answered))
-	}
+	printLatency("publish→receive", lat)
+	printLatency("publish→answer (ingest's status)", answered)
 	if delivered > 0 && len(cpuEnd) > 0 {
 		printCost(cpuStart, cpuEnd, delivered, "delivered messages (measured window)")
 	}
@@ -303,6 +299,15 @@ func printCost(start, end map[string]procSample, n int64, what string) {
 	}
 	fmt.Printf("  %-12s %.4f   (ingest + router + gateways)\n", "herald", herald)
 	fmt.Printf("  %-12s %.4f   (Redis, Postgres, the load tool)\n", "beside it", others)
+}
+
+// printLatency prints the percentiles of sorted, latencies of what, if any.
+func printLatency(what string, sorted []time.Duration) {
+	if len(sorted) == 0 {
+		return
+	}
+	fmt.Printf("latency %s: p50 %s  p99 %s  p999 %s  max %s  (%d samples)\n",
+		what, pct(sorted, 0.50), pct(sorted, 0.99), pct(sorted, 0.999), sorted[len(sorted)-1].Round(time.Microsecond), len(sorted))
 }
 
 func countFailed(m *sync.Map) int64 {
