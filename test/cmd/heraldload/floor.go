@@ -24,15 +24,16 @@ import (
 
 // The floor subcommand (heraldload floor) measures what the bare transports cost on
 // this machine, without Herald: an HTTP/1.1 server answering Web Push sized POSTs
-// with 201 (what ingest does around its handler), and a WebSocket server writing
+// with 201 (what ingest does around its handler), a WebSocket server writing
 // notification frames and reading ack frames (what the gateway does around its
-// sessions). The server runs in a process of its own, with the GOMAXPROCS the
+// sessions), and a gRPC server answering batches of messages on herald.v1's
+// DeliverStream (one of the two hops between the services). The server runs in a process of its own, with the GOMAXPROCS the
 // benchmarks give Herald, and its CPU is read from /proc as heraldload reads
 // Herald's. Its figures are the floor under Herald's own (docs/benchmarks.md).
 
 // floorConfig is one floor run.
 type floorConfig struct {
-	proto    string // "http" or "ws"
+	proto    string // "http", "ws" or "grpc"
 	server   string // "net/http" or "lean" (http only)
 	raw      bool   // the server's connections through rawconn
 	rate     int
@@ -40,19 +41,21 @@ type floorConfig struct {
 	duration time.Duration
 	warmup   time.Duration
 	procs    int // the server's GOMAXPROCS
+	batch    int // messages per call (grpc only)
 }
 
-const floorUsage = `usage: heraldload floor [-proto http|ws] [-server net/http|lean] [-raw] [-rate N] [-conns N] [-duration D]`
+const floorUsage = `usage: heraldload floor [-proto http|ws|grpc] [-server net/http|lean] [-raw] [-rate N] [-conns N] [-batch N] [-duration D]`
 
 // runFloor runs the floor subcommand with its arguments and prints its report to out.
 func runFloor(ctx context.Context, args []string, out io.Writer) error {
 	var cfg floorConfig
 	fs := flag.NewFlagSet("heraldload floor", flag.ContinueOnError)
-	fs.StringVar(&cfg.proto, "proto", "http", "http: POSTs answered 201; ws: notification frames written, ack frames read")
+	fs.StringVar(&cfg.proto, "proto", "http", "http: POSTs answered 201; ws: notification frames written, ack frames read; grpc: batches of messages answered on DeliverStream")
 	fs.StringVar(&cfg.server, "server", "net/http", "with -proto http: net/http (as ingest), or lean: a loop of http.ReadRequest and a written answer, without net/http's timeouts, per-request context and background read")
 	fs.BoolVar(&cfg.raw, "raw", true, "the server reads and writes with raw system calls (package rawconn), as Herald's services do")
 	fs.IntVar(&cfg.rate, "rate", 5000, "requests or notifications per second")
-	fs.IntVar(&cfg.conns, "conns", 0, "connections (default 64 for http, as heraldload's requests in flight; 1000 for ws)")
+	fs.IntVar(&cfg.conns, "conns", 0, "connections (default 64 for http, as heraldload's requests in flight; 1000 for ws); for grpc, calls in flight on one connection (default 4, as ingest's -route-calls)")
+	fs.IntVar(&cfg.batch, "batch", 5, "with -proto grpc: messages per call (5 is the mean of ingest's calls to the router at 5,000/s)")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured window")
 	fs.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "load before the window")
 	fs.IntVar(&cfg.procs, "procs", 1, "the server's GOMAXPROCS (the benchmarks' PROCS=1)")
@@ -60,11 +63,14 @@ func runFloor(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if cfg.proto != "http" && cfg.proto != "ws" || cfg.server != "net/http" && cfg.server != "lean" || cfg.rate <= 0 {
+	if cfg.proto != "http" && cfg.proto != "ws" && cfg.proto != "grpc" || cfg.server != "net/http" && cfg.server != "lean" || cfg.rate <= 0 || cfg.batch <= 0 {
 		return errors.New(floorUsage)
 	}
 	if cfg.conns <= 0 {
-		cfg.conns = map[string]int{"http": 64, "ws": 1000}[cfg.proto]
+		cfg.conns = map[string]int{"http": 64, "ws": 1000, "grpc": 4}[cfg.proto]
+	}
+	if cfg.proto != "grpc" {
+		cfg.batch = 1 // a request or a notification each
 	}
 	if *serve {
 		return floorServe(cfg, os.Stdin, os.Stdout)
@@ -99,10 +105,13 @@ func floorRun(ctx context.Context, cfg floorConfig, args []string, out io.Writer
 	ready := make(chan struct{})
 	loadErr := make(chan error, 1)
 	go func() {
-		if cfg.proto == "http" {
+		switch cfg.proto {
+		case "http":
 			loadErr <- floorPost(lctx, cfg, addr, ready, &done)
-		} else {
+		case "ws":
 			loadErr <- floorAck(lctx, cfg, addr, ready, &done)
+		default:
+			loadErr <- floorCall(lctx, cfg, addr, ready, &done)
 		}
 	}()
 	defer func() {
@@ -147,13 +156,15 @@ func floorRun(ctx context.Context, cfg floorConfig, args []string, out io.Writer
 	if n <= 0 {
 		return errors.New("nothing completed in the window")
 	}
-	what := map[string]string{"http": "POSTs answered 201", "ws": "notifications written and acked"}[cfg.proto]
-	server := cfg.server
-	if cfg.proto == "ws" {
-		server = "coder/websocket"
+	what := map[string]string{"http": "POSTs answered 201", "ws": "notifications written and acked",
+		"grpc": fmt.Sprintf("messages answered in DeliverStream calls of %d", cfg.batch)}[cfg.proto]
+	server := map[string]string{"http": cfg.server, "ws": "coder/websocket", "grpc": "grpc-go"}[cfg.proto]
+	conns := fmt.Sprintf("%d connections", cfg.conns)
+	if cfg.proto == "grpc" {
+		conns = fmt.Sprintf("%d calls in flight on one connection (the router's pool)", cfg.conns)
 	}
-	fmt.Fprintf(out, "floor: %s, %s server (raw I/O %v, GOMAXPROCS %d), %d connections, offered %d/s for %s\n",
-		what, server, cfg.raw, cfg.procs, cfg.conns, cfg.rate, cfg.duration)
+	fmt.Fprintf(out, "floor: %s, %s server (raw I/O %v, GOMAXPROCS %d), %s, offered %d/s for %s\n",
+		what, server, cfg.raw, cfg.procs, conns, cfg.rate, cfg.duration)
 	fmt.Fprintf(out, "completed: %.0f/s\n", float64(n)/t1.Sub(t0).Seconds())
 	fmt.Fprintf(out, "server: %.4f CPU-s per 1,000 (rss %.1f MiB); this client: %.4f\n",
 		(s1.cpuSeconds-s0.cpuSeconds)*1000/float64(n), mib(s1.rssBytes), (c1-c0)*1000/float64(n))
@@ -192,6 +203,8 @@ func floorServe(cfg floorConfig, stop io.Reader, out io.Writer) error {
 	switch {
 	case cfg.proto == "ws":
 		return serveNotifications(ctx, cfg, ln)
+	case cfg.proto == "grpc":
+		return serveBatches(ctx, ln)
 	case cfg.server == "lean":
 		return serveLean(ln)
 	default:
@@ -451,12 +464,13 @@ func readInto(buf []byte, r io.Reader) ([]byte, error) {
 }
 
 // floorPacer hands out cfg.rate tokens a second, in 5 ms rounds, until ctx ends; a
-// token no sender was free to take is dropped, as heraldload's are.
+// token no sender was free to take is dropped, as heraldload's are. It holds a token
+// for each sender (each message of a batch), and at least two rounds' worth.
 func floorPacer(ctx context.Context, cfg floorConfig) <-chan struct{} {
-	tokens := make(chan struct{}, cfg.conns)
+	const round = 5 * time.Millisecond
+	tokens := make(chan struct{}, max(cfg.conns*cfg.batch, int(2*float64(cfg.rate)*round.Seconds())))
 	go func() {
 		defer close(tokens)
-		const round = 5 * time.Millisecond
 		t := time.NewTicker(round)
 		defer t.Stop()
 		owed := 0.0

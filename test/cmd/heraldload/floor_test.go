@@ -23,8 +23,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// The floor runs each server in a process of its own, loads it over real sockets,
-// and reports what was completed and what it cost.
+// The floor runs each server in a process of its own, loads it over real sockets
+// (HTTP, WebSocket, gRPC), and reports what was completed and what it cost.
 func TestFloor(t *testing.T) {
 	completed := regexp.MustCompile(`(?m)^completed: (\d+)/s$`)
 	cost := regexp.MustCompile(`(?m)^server: (\d+\.\d+) CPU-s per 1,000`)
@@ -32,6 +32,7 @@ func TestFloor(t *testing.T) {
 		{"-proto", "http"},
 		{"-proto", "http", "-server", "lean", "-raw=false"},
 		{"-proto", "ws", "-conns", "20"},
+		{"-proto", "grpc", "-batch", "4"},
 	} {
 		t.Run(fmt.Sprint(args), func(t *testing.T) {
 			var out bytes.Buffer
@@ -51,7 +52,9 @@ func TestFloor(t *testing.T) {
 			}
 		})
 	}
-	if err := runFloor(context.Background(), []string{"-proto", "smtp"}, &bytes.Buffer{}); err == nil {
-		t.Error("an unknown protocol was accepted")
+	for _, args := range [][]string{{"-proto", "smtp"}, {"-proto", "grpc", "-batch", "0"}} {
+		if err := runFloor(context.Background(), args, &bytes.Buffer{}); err == nil {
+			t.Errorf("%v was accepted", args)
+		}
 	}
 }
