@@ -165,34 +165,37 @@ func (t *tally) answer(d time.Duration) {
 	t.mu.Unlock()
 }
 
-func (t *tally) record(a *agent, n mozproto.Notification, now time.Time) {
+// record counts notification n of agent a, received at now, and says whether it was
+// the first copy of its message to arrive.
+func (t *tally) record(a *agent, n mozproto.Notification, now time.Time) bool {
 	body, err := base64.RawURLEncoding.DecodeString(n.Data)
 	if err != nil {
 		t.decryptKO.Add(1)
-		return
+		return false
 	}
 	plain, err := t.secretsFor(a).Decrypt(body, a.priv, a.auth)
 	if err != nil || len(plain) < payloadHeader {
 		// Sealed for another user agent's keys: it reached the wrong one.
 		t.foreign.Add(1)
-		return
+		return false
 	}
 	seq := binary.BigEndian.Uint64(plain[0:8])
 	if seq >= uint64(len(t.seen)) {
 		t.decryptKO.Add(1)
-		return
+		return false
 	}
 	sent := time.Unix(0, int64(binary.BigEndian.Uint64(plain[8:16])))
 	if t.sentAt != nil {
 		sent = time.Unix(0, t.sentAt[seq].Load())
 	}
-	t.seen[seq].Add(1)
+	first := t.seen[seq].Add(1) == 1
 	t.received.Add(1)
 	t.mu.Lock()
 	if t.measuring {
 		t.latencies = append(t.latencies, now.Sub(sent))
 	}
 	t.mu.Unlock()
+	return first
 }
 
 // secretsFor returns the ece.Secrets holding the secrets of a's messages. Sending

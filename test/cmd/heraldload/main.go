@@ -38,6 +38,8 @@ type config struct {
 	connectRate int
 	procs       int
 	stormKill   string
+	offline     int
+	redisURL    string
 	child       bool
 	prepare     bool
 	h2c         bool
@@ -86,6 +88,8 @@ func main() {
 	fs.BoolVar(&cfg.child, "child", false, "internal: run as one of -procs children")
 	cpuProfile := fs.String("cpuprofile", "", "write the load tool's own CPU profile to this file")
 	fs.StringVar(&cfg.stormKill, "storm-kill", "", "reconnect storm: connect every user agent to the first gateway, SIGKILL the process of this -pids name, send each user agent a message, and time their reconnection to the other gateways")
+	fs.IntVar(&cfg.offline, "offline", 0, "offline catch-up: every user agent leaves, is sent this many messages, and comes back to read them; reports Redis's memory per waiting message and the catch-up's rate")
+	fs.StringVar(&cfg.redisURL, "redis-url", "", "Redis whose used_memory -offline reports (HERALD_REDIS_URL, as the services; empty: not reported)")
 	if err := flagenv.Parse(fs, os.Args[1:], nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

@@ -26,6 +26,9 @@ func run(ctx context.Context, cfg config) error {
 	if err := checkPrepare(cfg); err != nil {
 		return err
 	}
+	if err := checkOffline(cfg); err != nil {
+		return err
+	}
 	before := sampleAll(cfg.pids)
 	start := time.Now()
 	connectCfg := cfg
@@ -44,6 +47,9 @@ func run(ctx context.Context, cfg config) error {
 		len(agents), len(connectCfg.gateways), connectTime.Round(time.Millisecond), connectRetries.Load())
 	if cfg.stormKill != "" {
 		return runStorm(ctx, cfg, agents)
+	}
+	if cfg.offline > 0 {
+		return runOffline(ctx, cfg, agents)
 	}
 	if cfg.rate == 0 || cfg.idle {
 		return reportIdle(ctx, cfg, len(agents), before, connectTime)
@@ -77,6 +83,23 @@ func reportIdle(ctx context.Context, cfg config, agents int, before map[string]p
 	return nil
 }
 
+// vapidAuth returns the VAPID Authorization every message of a run is sent with (one
+// token reused, as real senders do), or "" without -vapid.
+func vapidAuth(cfg config, agents []*agent) (string, error) {
+	if !cfg.vapid {
+		return "", nil
+	}
+	key, err := vapid.GenerateKey()
+	if err != nil {
+		return "", err
+	}
+	aud, err := sender.Origin(agents[0].sub.Endpoint)
+	if err != nil {
+		return "", err
+	}
+	return vapid.Sign(key, aud, "mailto:load@example.com", time.Now().Add(12*time.Hour))
+}
+
 // runLoad sends at the configured rate and reports deliveries, latency and cost.
 func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 	total := cfg.messages()
@@ -93,19 +116,9 @@ func runLoad(ctx context.Context, cfg config, agents []*agent) error {
 		}
 	}()
 
-	var auth string
-	if cfg.vapid {
-		key, err := vapid.GenerateKey()
-		if err != nil {
-			return err
-		}
-		aud, err := sender.Origin(agents[0].sub.Endpoint)
-		if err != nil {
-			return err
-		}
-		if auth, err = vapid.Sign(key, aud, "mailto:load@example.com", time.Now().Add(12*time.Hour)); err != nil {
-			return err
-		}
+	auth, err := vapidAuth(cfg, agents)
+	if err != nil {
+		return err
 	}
 	client := &http.Client{Transport: ingestTransport(cfg), Timeout: 10 * time.Second}
 	var prep *prepared

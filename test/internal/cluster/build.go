@@ -18,10 +18,11 @@ var binDir string
 
 // Services are the commands Main builds, by name.
 var Services = map[string]string{
-	"ingest":    "github.com/herald-push/herald/services/ingest/cmd/ingest",
-	"router":    "github.com/herald-push/herald/services/router/cmd/router",
-	"gateway":   "github.com/herald-push/herald/services/gateway/cmd/gateway",
-	"heraldctl": "github.com/herald-push/herald/test/cmd/heraldctl",
+	"ingest":     "github.com/herald-push/herald/services/ingest/cmd/ingest",
+	"router":     "github.com/herald-push/herald/services/router/cmd/router",
+	"gateway":    "github.com/herald-push/herald/services/gateway/cmd/gateway",
+	"heraldctl":  "github.com/herald-push/herald/test/cmd/heraldctl",
+	"heraldload": "github.com/herald-push/herald/test/cmd/heraldload",
 }
 
 // Main builds the binaries, runs the tests and removes the binaries. Call it from

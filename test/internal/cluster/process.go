@@ -103,6 +103,9 @@ func (p *Process) Addr(listener string) string {
 	return p.addrs[listener]
 }
 
+// Pid returns the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Log returns every line the process wrote so far.
 func (p *Process) Log() string {
 	p.mu.Lock()
