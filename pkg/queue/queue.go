@@ -3,7 +3,8 @@
 // request (through ingest); the gateway reads and acknowledges.
 //
 // Expired messages are removed when a reader meets them, and each stream key expires
-// with its longest-lived message, so a user agent that never returns leaves nothing.
+// with its longest-lived message, so a user agent that never returns leaves nothing;
+// a queue emptied by acknowledgements expires soon after its user agent leaves (Idle).
 //
 // The script that appends a message (or, TTL 0, admits it unstored) also makes the
 // checks that touch only the user agent's keys: the subscription's recent changes
@@ -182,6 +183,28 @@ func (q *Queue) appendArgs(u ids.UAID, e Entry) ([]string, []any, error) {
 		args = append(args, fHeader+k, v)
 	}
 	return keys, args, nil
+}
+
+//go:embed idle.lua
+var idleLua string
+
+var idleScript = redis.NewScript(idleLua)
+
+// IdleLife is how long a queue that nothing waits in is kept after its user agent's
+// connection ended (Idle).
+const IdleLife = 10 * time.Minute
+
+// Idle shortens the life of u's queue to IdleLife if nothing waits in it, and drops
+// its topics: call it when u's connection ends. An emptied queue would otherwise stay
+// until the TTL of the last message it held ends, weeks for senders' usual TTLs. It
+// reports whether the queue was empty; a message appended later gives it its full
+// life back.
+func (q *Queue) Idle(ctx context.Context, u ids.UAID) (bool, error) {
+	n, err := idleScript.Run(ctx, q.rdb, []string{q.keys.Queue(u), q.keys.Topics(u)}, IdleLife.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("queue idle: %w", err)
+	}
+	return n == 1, nil
 }
 
 // Range returns up to count waiting messages after entry id after ("" for the start),

@@ -134,3 +134,78 @@ func TestFull(t *testing.T) {
 		}
 	})
 }
+
+// A queue emptied by acknowledgements is kept only IdleLife once its user agent
+// leaves, without its topics; one with messages waiting keeps its life, and the next
+// message gives an emptied queue its life back, with a later entry id.
+func TestIdle(t *testing.T) {
+	eachQueue(t, 100, func(t *testing.T, q *Queue, keys rkey.Keys) {
+		ctx := context.Background()
+		u, ch := ids.NewUAID(), ids.NewChannelID()
+		now := time.Now()
+		life := func() time.Duration {
+			t.Helper()
+			d, err := q.rdb.PTTL(ctx, keys.Queue(u)).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}
+		idle := func(want bool) {
+			t.Helper()
+			if empty, err := q.Idle(ctx, u); err != nil || empty != want {
+				t.Fatalf("Idle = %v, %v; want %v", empty, err, want)
+			}
+		}
+		exists := func(key string) bool {
+			t.Helper()
+			n, err := q.rdb.Exists(ctx, key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n == 1
+		}
+
+		idle(true) // no queue at all
+		if exists(keys.Queue(u)) || exists(keys.Topics(u)) {
+			t.Fatal("Idle created a key")
+		}
+		first, err := q.Append(ctx, u, Entry{ChannelID: ch, Data: []byte("a"), TTL: 48 * time.Hour, Received: now, Topic: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle(false)
+		if d := life(); d < 47*time.Hour {
+			t.Fatalf("with a message waiting the queue lives %s, want its message's 48h", d)
+		}
+		if !exists(keys.Topics(u)) {
+			t.Fatal("the topics of a waiting message were dropped")
+		}
+
+		if n, err := q.Delete(ctx, u, first); err != nil || n != 1 {
+			t.Fatalf("Delete = %d, %v", n, err)
+		}
+		idle(true)
+		if d := life(); d <= 0 || d > IdleLife {
+			t.Fatalf("the emptied queue lives %s, want at most %s", d, IdleLife)
+		}
+		if exists(keys.Topics(u)) {
+			t.Fatal("the emptied queue's topics stayed")
+		}
+		idle(true) // again: the life only ever shortens
+		if d := life(); d <= 0 || d > IdleLife {
+			t.Fatalf("after a second Idle the queue lives %s", d)
+		}
+
+		next, err := q.Append(ctx, u, entry(ch, "b", 48*time.Hour, now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := life(); d < 47*time.Hour {
+			t.Fatalf("after the next message the queue lives %s, want 48h", d)
+		}
+		if !EntryAfter(next, first) {
+			t.Fatalf("entry id %s after %s: ids went back", next, first)
+		}
+	})
+}

@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/herald-push/herald/pkg/queue"
 	"github.com/herald-push/herald/pkg/sender"
 	"github.com/herald-push/herald/test/internal/cluster"
 )
@@ -61,6 +63,28 @@ func testSpine(t *testing.T, c *cluster.Cluster) {
 		a.connect(t, gw)
 		send(t, a.sub, "third", 300)
 		a.expect(t, "third")
+	})
+
+	t.Run("a queue its user agent left empty is kept only a while", func(t *testing.T) {
+		a := newAgent(t, gw)
+		send(t, a.sub, "read me", 3600)
+		a.expect(t, "read me")
+		queueSettles(t, c, a.uaid, 0, "the ack deleted the message")
+		if d := c.QueueLife(t, a.uaid); d < 50*time.Minute {
+			t.Fatalf("while connected, the emptied queue lives %s; want the hour of its message", d)
+		}
+		a.disconnect(t)
+		eventually(t, "the emptied queue's life to shorten", func() bool {
+			d := c.QueueLife(t, a.uaid)
+			return d > 0 && d <= queue.IdleLife
+		})
+		// The next message waits with a life of its own, and arrives on return.
+		send(t, a.sub, "after leaving", 3600)
+		if d := c.QueueLife(t, a.uaid); d < 50*time.Minute {
+			t.Fatalf("with a message waiting, the queue lives %s; want the hour of its message", d)
+		}
+		a.connect(t, gw)
+		a.expect(t, "after leaving")
 	})
 
 	t.Run("unacknowledged messages are redelivered", func(t *testing.T) {

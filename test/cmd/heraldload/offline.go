@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-push/herald/pkg/mozproto"
+	"github.com/herald-push/herald/pkg/queue"
 	"github.com/herald-push/herald/pkg/pushclient"
 )
 
@@ -148,8 +149,8 @@ func runOffline(ctx context.Context, cfg config, agents []*agent) error {
 	fmt.Printf("stored: %d accepted (201), %d refused, %d transport errors, in %s: %.0f msg/s with nobody connected\n",
 		accepted.Load(), refused.Load(), sendErrs.Load(), storeTook.Round(time.Millisecond), float64(accepted.Load())/storeTook.Seconds())
 	if mem0 > 0 && mem1 > 0 && accepted.Load() > 0 {
-		fmt.Printf("redis: used_memory %.1f → %.1f MiB with them waiting: %.0f bytes per waiting message; %.1f MiB once read and acknowledged (emptied queues stay until their TTL ends)\n",
-			mib(mem0), mib(mem1), float64(mem1-mem0)/float64(accepted.Load()), mib(mem2))
+		fmt.Printf("redis: used_memory %.1f → %.1f MiB with them waiting: %.0f bytes per waiting message; %.1f MiB once read and acknowledged (an emptied queue stays while its user agent is connected, and at most %s after it leaves)\n",
+			mib(mem0), mib(mem1), float64(mem1-mem0)/float64(accepted.Load()), mib(mem2), queue.IdleLife)
 	}
 	fmt.Printf("caught up: %d of %d delivered in %s from the first return (all %d back after %s): %.0f msg/s; lost %d, duplicates %d, to the wrong user agent %d, undecodable %d\n",
 		firsts.Load(), want, catchUp.Round(time.Millisecond), len(agents), reconnected.Round(time.Millisecond),

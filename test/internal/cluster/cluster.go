@@ -164,6 +164,27 @@ func cleanEnv() []string {
 // t.Cleanup, for tests to look into.
 func (c *Cluster) Queue(t testing.TB) *queue.Queue {
 	t.Helper()
+	return queue.New(c.redis(t), rkey.New(c.RedisPrefix), 1)
+}
+
+// QueueLife returns how long user agent uaid's queue has left to live in Redis
+// (negative when there is no queue: Redis's PTTL).
+func (c *Cluster) QueueLife(t testing.TB, uaid string) time.Duration {
+	t.Helper()
+	u, err := ids.ParseUAID(uaid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.redis(t).PTTL(context.Background(), rkey.New(c.RedisPrefix).Queue(u)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// redis returns a client of the services' Redis, closed in t.Cleanup.
+func (c *Cluster) redis(t testing.TB) redis.UniversalClient {
+	t.Helper()
 	var rdb redis.UniversalClient
 	if c.RedisCluster {
 		opt, err := redis.ParseClusterURL(c.RedisURL)
@@ -179,7 +200,7 @@ func (c *Cluster) Queue(t testing.TB) *queue.Queue {
 		rdb = redis.NewClient(opt)
 	}
 	t.Cleanup(func() { _ = rdb.Close() }) // nothing to flush
-	return queue.New(rdb, rkey.New(c.RedisPrefix), 1)
+	return rdb
 }
 
 // QueueLen returns how many messages wait in Redis for user agent uaid.

@@ -38,6 +38,7 @@ type Queue interface {
 	Range(ctx context.Context, u ids.UAID, after string, count int64, now time.Time) ([]queue.Entry, error)
 	Delete(ctx context.Context, u ids.UAID, entryIDs ...string) (int64, error)
 	Clear(ctx context.Context, u ids.UAID) error
+	Idle(ctx context.Context, u ids.UAID) (bool, error)
 }
 
 // Changes records subscription changes where the router sees them, so that a

@@ -315,11 +315,16 @@ func (s *Session) Ping() (reply any, closeCode int) {
 }
 
 // Close unregisters the session and gives up its ownership lease, unless a newer
-// connection already took it over.
+// connection already took it over. A queue it left empty is kept only a while
+// (queue.IdleLife), so that a user agent that left caught up holds almost nothing in
+// Redis until it comes back.
 func (s *Session) Close(ctx context.Context) error {
 	s.hub.metrics.sessions.Add(ctx, -1)
 	s.hub.sessions.Remove(s.uaid, s)
 	if err := s.hub.leases.Release(ctx, s.uaid, s.epoch); err != nil {
+		return fmt.Errorf("close session: %w", err)
+	}
+	if _, err := s.hub.queue.Idle(ctx, s.uaid); err != nil {
 		return fmt.Errorf("close session: %w", err)
 	}
 	return nil

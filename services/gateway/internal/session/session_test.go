@@ -80,6 +80,8 @@ type fakeQueue struct {
 	entries map[ids.UAID][]queue.Entry
 	store   *fakeStore
 	changes map[ids.UAID]map[ids.ChannelID]string
+	// idled are the user agents whose queues Idle was called for.
+	idled []ids.UAID
 }
 
 func (q *fakeQueue) Subscribed(_ context.Context, u ids.UAID, ch ids.ChannelID, key []byte) error {
@@ -151,6 +153,11 @@ func (q *fakeQueue) Delete(_ context.Context, u ids.UAID, entryIDs ...string) (i
 func (q *fakeQueue) Clear(_ context.Context, u ids.UAID) error {
 	delete(q.entries, u)
 	return nil
+}
+
+func (q *fakeQueue) Idle(_ context.Context, u ids.UAID) (bool, error) {
+	q.idled = append(q.idled, u)
+	return len(q.entries[u]) == 0, nil
 }
 
 // fakeLeases hands out epochs, each claim finding prev as the previous owner.
@@ -750,5 +757,18 @@ func TestEvictFailureLogged(t *testing.T) {
 				t.Fatalf("the failed eviction was not logged:\n%s", buf.String())
 			}
 		})
+	}
+}
+
+// Closing a session gives its queue a short life if nothing waits in it (the queue
+// decides, in Redis): the session asks for its own user agent, once.
+func TestCloseIdlesTheQueue(t *testing.T) {
+	w := newWorld(t)
+	s, hello := w.hello(t, mozproto.ClientMessage{})
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.queue.idled) != 1 || w.queue.idled[0].String() != hello.UAID {
+		t.Fatalf("Idle called for %v, want once for %s", w.queue.idled, hello.UAID)
 	}
 }

@@ -36,6 +36,7 @@ func (fakeQueue) Range(context.Context, ids.UAID, string, int64, time.Time) ([]q
 }
 func (fakeQueue) Delete(context.Context, ids.UAID, ...string) (int64, error) { return 0, nil }
 func (fakeQueue) Clear(context.Context, ids.UAID) error                      { return nil }
+func (fakeQueue) Idle(context.Context, ids.UAID) (bool, error)               { return true, nil }
 
 type fakeLeases struct{}
 
