@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-push/herald/pkg/mozproto"
-	"github.com/herald-push/herald/pkg/queue"
 	"github.com/herald-push/herald/pkg/pushclient"
+	"github.com/herald-push/herald/pkg/queue"
 )
 
 // runOffline measures what waiting messages cost and how fast returning user agents

@@ -43,6 +43,14 @@ type Option func(*options)
 type options struct {
 	env          []string
 	redisCluster bool
+	via          func(redisURL, postgresURL string) (string, string)
+}
+
+// WithStorageVia has the services reach Redis and Postgres at the URLs via returns
+// for the test's own (through a proxy the test can cut, say). The Cluster's fields,
+// and what tests read through them, keep the direct URLs.
+func WithStorageVia(via func(redisURL, postgresURL string) (string, string)) Option {
+	return func(o *options) { o.via = via }
 }
 
 // WithRedisCluster runs the services on the Redis Cluster of testenv.RedisCluster.
@@ -75,9 +83,13 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 		RedisCluster: o.redisCluster,
 		TokenKeys:    token.GenerateKey(),
 	}
+	svcRedis, svcPostgres := c.RedisURL, c.PostgresURL
+	if o.via != nil {
+		svcRedis, svcPostgres = o.via(c.RedisURL, c.PostgresURL)
+	}
 	c.env = append(cleanEnv(),
-		"HERALD_POSTGRES_URL="+c.PostgresURL,
-		"HERALD_REDIS_URL="+c.RedisURL,
+		"HERALD_POSTGRES_URL="+svcPostgres,
+		"HERALD_REDIS_URL="+svcRedis,
 		"HERALD_REDIS_PREFIX="+c.RedisPrefix,
 		"HERALD_TOKEN_KEYS="+c.TokenKeys,
 		"HERALD_LOG_FORMAT=json",

@@ -62,6 +62,10 @@ type Session struct {
 	// inflight are the stored messages sent and not yet acknowledged (at most
 	// maxTracked), for the delivery latency and the ack span.
 	inflight map[string]sentMessage
+	// undeleted are acknowledged messages whose delete failed (Redis unreachable), at
+	// most maxUndeleted: deleted with the next ack, or when the session closes. They
+	// stay in ahead meanwhile, so that no drain sends them again on this connection.
+	undeleted []string
 
 	inbox  chan *heraldv1.Message
 	resync chan struct{}
@@ -163,7 +167,7 @@ func (s *Session) Handle(ctx context.Context, m mozproto.ClientMessage) (Result,
 	case mozproto.TypeUnregister:
 		reply, err = s.Unregister(ctx, m)
 	case mozproto.TypeAck:
-		err = s.Ack(ctx, m)
+		s.Ack(ctx, m)
 	case mozproto.TypeNack:
 		s.Nack(m)
 	case mozproto.TypePing:
@@ -267,8 +271,9 @@ func (s *Session) Unregister(ctx context.Context, m mozproto.ClientMessage) (moz
 
 // Ack removes acknowledged messages from the queue for good, whatever their code:
 // 100 delivered, 101 not decryptable, 102 not delivered (no such subscription in
-// the browser) all mean that sending the message again would not help.
-func (s *Session) Ack(ctx context.Context, m mozproto.ClientMessage) error {
+// the browser) all mean that sending the message again would not help. While Redis
+// is unreachable the deletes wait (see deleteAcked).
+func (s *Session) Ack(ctx context.Context, m mozproto.ClientMessage) {
 	entries := make([]string, 0, len(m.Updates))
 	for _, up := range m.Updates {
 		entries = append(entries, up.Version)
@@ -276,18 +281,35 @@ func (s *Session) Ack(ctx context.Context, m mozproto.ClientMessage) error {
 			s.hub.log.Debug("ack: not delivered", "uaid", s.uaid.String(), "channel_id", up.ChannelID, "code", up.Code)
 		}
 	}
-	if len(entries) == 0 {
-		return nil
+	if len(entries) > 0 {
+		s.deleteAcked(ctx, entries)
+	}
+}
+
+// maxUndeleted bounds the acknowledged messages a session keeps to delete later;
+// past it the oldest are left in the queue, to be delivered again on a later
+// connection.
+const maxUndeleted = 1024
+
+// deleteAcked deletes acknowledged messages, with those whose delete failed before.
+// A failed delete (Redis unreachable) is no fault of the user agent and does not end
+// its connection: the messages are kept to delete with the next ack or at Close,
+// and if the connection ends before, they are delivered again on the next one.
+func (s *Session) deleteAcked(ctx context.Context, entries []string) {
+	if len(s.undeleted) > 0 {
+		entries = append(s.undeleted, entries...)
+		s.undeleted = nil
 	}
 	if _, err := s.hub.queue.Delete(ctx, s.uaid, entries...); err != nil {
-		return fmt.Errorf("ack: %w", err)
+		s.hub.log.Debug("ack: delete failed, kept for later", "uaid", s.uaid.String(), "messages", len(entries), "err", err)
+		s.undeleted = entries[max(len(entries)-maxUndeleted, 0):]
+		return
 	}
 	// Gone from the queue, so no drain will meet them.
 	for _, id := range entries {
 		delete(s.ahead, id)
 	}
 	s.noteAcked(ctx, entries)
-	return nil
 }
 
 // Nack records that a service worker failed on a message. Firefox acknowledged the
@@ -321,6 +343,10 @@ func (s *Session) Ping() (reply any, closeCode int) {
 func (s *Session) Close(ctx context.Context) error {
 	s.hub.metrics.sessions.Add(ctx, -1)
 	s.hub.sessions.Remove(s.uaid, s)
+	if len(s.undeleted) > 0 {
+		// A last try; what still fails is delivered again on a later connection.
+		s.deleteAcked(ctx, nil)
+	}
 	if err := s.hub.leases.Release(ctx, s.uaid, s.epoch); err != nil {
 		return fmt.Errorf("close session: %w", err)
 	}

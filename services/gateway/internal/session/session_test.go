@@ -82,6 +82,8 @@ type fakeQueue struct {
 	changes map[ids.UAID]map[ids.ChannelID]string
 	// idled are the user agents whose queues Idle was called for.
 	idled []ids.UAID
+	// deleteErr, when set, fails every Delete (Redis unreachable).
+	deleteErr error
 }
 
 func (q *fakeQueue) Subscribed(_ context.Context, u ids.UAID, ch ids.ChannelID, key []byte) error {
@@ -137,6 +139,9 @@ func (q *fakeQueue) Range(_ context.Context, u ids.UAID, after string, count int
 }
 
 func (q *fakeQueue) Delete(_ context.Context, u ids.UAID, entryIDs ...string) (int64, error) {
+	if q.deleteErr != nil {
+		return 0, q.deleteErr
+	}
 	var n int64
 	for _, id := range entryIDs {
 		for i, e := range q.entries[u] {
@@ -582,9 +587,7 @@ func TestLiveMessagesOutOfOrder(t *testing.T) {
 		for _, v := range versions {
 			m.Updates = append(m.Updates, mozproto.Update{ChannelID: ch.String(), Version: v, Code: mozproto.AckDelivered})
 		}
-		if err := s.Ack(ctx, m); err != nil {
-			t.Fatal(err)
-		}
+		s.Ack(ctx, m)
 	}
 
 	t.Run("older delivered after newer", func(t *testing.T) {
@@ -771,4 +774,70 @@ func TestCloseIdlesTheQueue(t *testing.T) {
 	if len(w.queue.idled) != 1 || w.queue.idled[0].String() != hello.UAID {
 		t.Fatalf("Idle called for %v, want once for %s", w.queue.idled, hello.UAID)
 	}
+}
+
+// An ack whose delete fails (Redis unreachable) is no error of the user agent's: the
+// frame is answered as usual, the message is not sent again on this connection, and
+// it is deleted with the next ack that goes through, or when the session closes.
+func TestAckWhileRedisIsAway(t *testing.T) {
+	ctx := context.Background()
+	setup := func(t *testing.T) (*world, *Session, ids.ChannelID) {
+		t.Helper()
+		w := newWorld(t)
+		s, _ := w.hello(t, mozproto.ClientMessage{})
+		ch := ids.NewChannelID()
+		if r := register(t, s, ch.String(), ""); r.Status != 200 {
+			t.Fatalf("register: %+v", r)
+		}
+		return w, s, ch
+	}
+	ack := func(t *testing.T, s *Session, ch ids.ChannelID, version string) {
+		t.Helper()
+		res, err := s.Handle(ctx, mozproto.ClientMessage{Type: mozproto.TypeAck,
+			Updates: []mozproto.Update{{ChannelID: ch.String(), Version: version, Code: mozproto.AckDelivered}}})
+		if err != nil || res.Close != 0 {
+			t.Fatalf("ack answered %+v, %v; want the connection kept", res, err)
+		}
+	}
+	waiting := func(w *world, s *Session) int { return len(w.queue.entries[s.UAID()]) }
+
+	t.Run("deleted with the next ack", func(t *testing.T) {
+		w, s, ch := setup(t)
+		first := w.queue.add(s.UAID(), ch, heraldv1.Urgency_URGENCY_NORMAL)
+		if got := drainAll(t, s); len(got) != 1 || got[0] != first {
+			t.Fatalf("sent %v, want %s", got, first)
+		}
+		w.queue.deleteErr = errors.New("queue delete: EOF")
+		ack(t, s, ch, first)
+		if n := waiting(w, s); n != 1 {
+			t.Fatalf("%d waiting, want the acknowledged message still stored", n)
+		}
+		if got := drainAll(t, s); len(got) != 0 {
+			t.Fatalf("a drain sent %v again on the same connection", got)
+		}
+		w.queue.deleteErr = nil
+		second := w.queue.add(s.UAID(), ch, heraldv1.Urgency_URGENCY_NORMAL)
+		if got := drainAll(t, s); len(got) != 1 || got[0] != second {
+			t.Fatalf("sent %v, want %s", got, second)
+		}
+		ack(t, s, ch, second)
+		if n := waiting(w, s); n != 0 {
+			t.Fatalf("%d waiting after the next ack, want both deleted", n)
+		}
+	})
+
+	t.Run("deleted when the session closes", func(t *testing.T) {
+		w, s, ch := setup(t)
+		id := w.queue.add(s.UAID(), ch, heraldv1.Urgency_URGENCY_NORMAL)
+		drainAll(t, s)
+		w.queue.deleteErr = errors.New("queue delete: EOF")
+		ack(t, s, ch, id)
+		w.queue.deleteErr = nil
+		if err := s.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := waiting(w, s); n != 0 {
+			t.Fatalf("%d waiting after Close, want the acknowledged message deleted", n)
+		}
+	})
 }
