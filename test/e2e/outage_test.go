@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/herald-push/herald/pkg/ids"
 	"github.com/herald-push/herald/pkg/pushclient"
 	"github.com/herald-push/herald/test/internal/cluster"
 	"github.com/herald-push/herald/test/internal/netcut"
@@ -15,7 +16,8 @@ import (
 
 // TestStorageOutage cuts the services off from Redis, then from Postgres, through
 // proxies on real sockets: application servers get 503 with Retry-After, user agents
-// keep their connections, and service resumes by itself once storage is back.
+// keep their connections (an ack or a register made meanwhile included), and service
+// resumes by itself once storage is back.
 func TestStorageOutage(t *testing.T) {
 	var redisCut, postgresCut *netcut.Proxy
 	via := func(redisURL, postgresURL string) (string, string) {
@@ -62,11 +64,20 @@ func TestStorageOutage(t *testing.T) {
 		postgresCut.Cut()
 		t.Cleanup(postgresCut.Restore)
 		wantUnavailable(t, fresh, "while postgres is away")
+		// A subscribe fails with a server error, on a connection that stays.
+		another := ids.NewChannelID().String()
+		if reg, err := a.cl.Register(ctxT(t), another, ""); err != nil || reg.Status != http.StatusInternalServerError {
+			t.Fatalf("register while postgres is away: %+v, %v; want status 500", reg, err)
+		}
 		stillConnected(t, a)
 		stillConnected(t, fresh)
 		postgresCut.Restore()
 
 		resumes(t, fresh, "postgres is back")
+		eventually(t, "a register to succeed again", func() bool {
+			reg, err := a.cl.Register(ctxT(t), another, "")
+			return err == nil && reg.Status == http.StatusOK
+		})
 		send(t, a.sub, "and for the others", 60)
 		a.expect(t, "and for the others")
 	})

@@ -157,15 +157,14 @@ func (s *Session) Handle(ctx context.Context, m mozproto.ClientMessage) (Result,
 	var (
 		r     Result
 		reply any
-		err   error
 	)
 	switch m.Type {
 	case mozproto.TypeHello:
 		return r, fmt.Errorf("%w: second hello", ErrProtocol)
 	case mozproto.TypeRegister:
-		reply, err = s.Register(ctx, m)
+		reply = s.Register(ctx, m)
 	case mozproto.TypeUnregister:
-		reply, err = s.Unregister(ctx, m)
+		reply = s.Unregister(ctx, m)
 	case mozproto.TypeAck:
 		s.Ack(ctx, m)
 	case mozproto.TypeNack:
@@ -181,9 +180,6 @@ func (s *Session) Handle(ctx context.Context, m mozproto.ClientMessage) (Result,
 	default:
 		return r, fmt.Errorf("%w: unexpected %s", ErrProtocol, m.Type)
 	}
-	if err != nil {
-		return r, err
-	}
 	if reply != nil {
 		r.Replies = append(r.Replies, reply)
 	}
@@ -193,35 +189,38 @@ func (s *Session) Handle(ctx context.Context, m mozproto.ClientMessage) (Result,
 // Register subscribes a channel and returns its push endpoint. Statuses: 200; 400
 // for a channel id that is not a lowercase UUID or a key that is not a P-256 public
 // key; 409 for a channel already registered with another key; 413 past the channel
-// limit. Registering a channel again with the same key answers 200 and an endpoint
-// for the same subscription, since Firefox resends a register whose reply it lost.
-func (s *Session) Register(ctx context.Context, m mozproto.ClientMessage) (mozproto.RegisterReply, error) {
+// limit; 500 when Postgres or Redis cannot be reached, which fails the page's
+// subscribe and keeps the connection. Registering a channel again with the same key
+// answers 200 and an endpoint for the same subscription, since Firefox resends a
+// register whose reply it lost.
+func (s *Session) Register(ctx context.Context, m mozproto.ClientMessage) mozproto.RegisterReply {
 	reply := mozproto.RegisterReply{Type: mozproto.TypeRegister, ChannelID: m.ChannelID}
 	ch, ok := parseCanonicalChannelID(m.ChannelID)
 	if !ok {
 		reply.Status = http.StatusBadRequest
-		return reply, nil
+		return reply
 	}
 	var key []byte
 	if m.Key != "" {
 		var err error
 		if key, err = parseAppServerKey(m.Key); err != nil {
 			reply.Status = http.StatusBadRequest
-			return reply, nil
+			return reply
 		}
 	}
 	if old, exists := s.channels[ch]; exists {
 		if string(old) != string(key) {
 			reply.Status = http.StatusConflict
-			return reply, nil
+			return reply
 		}
 	} else if len(s.channels) >= s.hub.cfg.MaxChannels {
 		reply.Status = http.StatusRequestEntityTooLarge
-		return reply, nil
+		return reply
 	}
 	if !s.stored {
 		if err := s.hub.store.CreateUserAgent(ctx, s.uaid); err != nil {
-			return reply, fmt.Errorf("register: %w", err)
+			reply.Status = s.storageFailed("register", ch, err)
+			return reply
 		}
 		s.stored = true
 	}
@@ -230,43 +229,58 @@ func (s *Session) Register(ctx context.Context, m mozproto.ClientMessage) (mozpr
 	// from here on, whether or not the insert below succeeds. This also clears the
 	// unregister's tombstone.
 	if err := s.hub.subscribed(ctx, s.uaid, ch, key); err != nil {
-		return reply, fmt.Errorf("register: %w", err)
+		reply.Status = s.storageFailed("register", ch, err)
+		return reply
 	}
 	if err := s.hub.store.Subscribe(ctx, store.Subscription{UAID: s.uaid, ChannelID: ch, AppServerKey: key}); err != nil {
-		return reply, fmt.Errorf("register: %w", err)
+		reply.Status = s.storageFailed("register", ch, err)
+		return reply
 	}
 	s.channels[ch] = key
 	reply.Status = http.StatusOK
 	reply.PushEndpoint = strings.TrimRight(s.hub.cfg.EndpointURL, "/") + "/wpush/v2/" + s.hub.tokens.Endpoint(s.uaid, ch)
-	return reply, nil
+	return reply
+}
+
+// storageFailed logs a register or unregister (op) that Postgres or Redis failed,
+// and returns the status to answer it with: a server error, which leaves the
+// connection open. The user agent is not at fault, and closing would only have it
+// reconnect into the same outage.
+func (s *Session) storageFailed(op string, ch ids.ChannelID, err error) int {
+	s.hub.log.Warn("storage unavailable", "op", op, "uaid", s.uaid.String(), "channel_id", ch.String(), "err", err)
+	return http.StatusInternalServerError
 }
 
 // Unregister removes a channel; its endpoint then answers 410 Gone (ingest's cached
 // subscriptions included: see Changes) and its waiting messages are
 // dropped. Statuses: 200, also for a channel that was not registered
-// (what the user agent wants holds); 400 for a channel id that is not a UUID.
-func (s *Session) Unregister(ctx context.Context, m mozproto.ClientMessage) (mozproto.UnregisterReply, error) {
+// (what the user agent wants holds); 400 for a channel id that is not a UUID; 500
+// when Postgres or Redis cannot be reached (Firefox keeps the unsubscribe pending and
+// sends it again).
+func (s *Session) Unregister(ctx context.Context, m mozproto.ClientMessage) mozproto.UnregisterReply {
 	reply := mozproto.UnregisterReply{Type: mozproto.TypeUnregister, ChannelID: m.ChannelID}
 	ch, ok := parseCanonicalChannelID(m.ChannelID)
 	if !ok {
 		reply.Status = http.StatusBadRequest
-		return reply, nil
+		return reply
 	}
 	if s.stored {
 		if err := s.hub.store.Unsubscribe(ctx, s.uaid, ch); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return reply, fmt.Errorf("unregister: %w", err)
+			reply.Status = s.storageFailed("unregister", ch, err)
+			return reply
 		}
 		// After the delete, so that ingest cannot cache the subscription again
 		// past the tombstone's life, and before the reply: from the reply on,
 		// ingest's cached copy no longer gets a message through (docs/api.md).
 		if err := s.hub.unsubscribed(ctx, s.uaid, ch); err != nil {
-			return reply, fmt.Errorf("unregister: %w", err)
+			reply.Status = s.storageFailed("unregister", ch, err)
+			return reply
 		}
 	}
 	delete(s.channels, ch)
 	s.hub.log.Debug("unregister", "uaid", s.uaid.String(), "channel_id", ch.String(), "code", m.Code)
 	reply.Status = http.StatusOK
-	return reply, nil
+	return reply
 }
 
 // Ack removes acknowledged messages from the queue for good, whatever their code:

@@ -28,9 +28,14 @@ import (
 // fakeStore keeps user agents and subscriptions in memory.
 type fakeStore struct {
 	uas map[ids.UAID]map[ids.ChannelID][]byte
+	// down, when set, fails every write (Postgres unreachable).
+	down error
 }
 
 func (f *fakeStore) CreateUserAgent(_ context.Context, u ids.UAID) error {
+	if f.down != nil {
+		return f.down
+	}
 	if _, ok := f.uas[u]; ok {
 		return errors.New("duplicate user agent")
 	}
@@ -51,6 +56,9 @@ func (f *fakeStore) Connect(_ context.Context, u ids.UAID, _ time.Time) ([]store
 }
 
 func (f *fakeStore) Subscribe(_ context.Context, sub store.Subscription) error {
+	if f.down != nil {
+		return f.down
+	}
 	chs, ok := f.uas[sub.UAID]
 	if !ok {
 		return errors.New("no such user agent")
@@ -65,6 +73,9 @@ func (f *fakeStore) DeleteUserAgent(_ context.Context, u ids.UAID) error {
 }
 
 func (f *fakeStore) Unsubscribe(_ context.Context, u ids.UAID, ch ids.ChannelID) error {
+	if f.down != nil {
+		return f.down
+	}
 	if _, ok := f.uas[u][ch]; !ok {
 		return store.ErrNotFound
 	}
@@ -234,11 +245,7 @@ func (w *world) hello(t *testing.T, m mozproto.ClientMessage) (*Session, mozprot
 
 func register(t *testing.T, s *Session, ch, key string) mozproto.RegisterReply {
 	t.Helper()
-	r, err := s.Register(context.Background(), mozproto.ClientMessage{Type: mozproto.TypeRegister, ChannelID: ch, Key: key})
-	if err != nil {
-		t.Fatalf("register: %v", err)
-	}
-	return r
+	return s.Register(context.Background(), mozproto.ClientMessage{Type: mozproto.TypeRegister, ChannelID: ch, Key: key})
 }
 
 func drainAll(t *testing.T, s *Session) []string {
@@ -370,13 +377,11 @@ func TestRegisterStatuses(t *testing.T) {
 			}
 		})
 	}
-	un, err := s.Unregister(context.Background(), mozproto.ClientMessage{ChannelID: "nope"})
-	if err != nil || un.Status != 400 {
-		t.Fatalf("unregister a bad id: %+v %v", un, err)
+	if un := s.Unregister(context.Background(), mozproto.ClientMessage{ChannelID: "nope"}); un.Status != 400 {
+		t.Fatalf("unregister a bad id: %+v", un)
 	}
-	un, err = s.Unregister(context.Background(), mozproto.ClientMessage{ChannelID: ids.NewChannelID().String()})
-	if err != nil || un.Status != 200 {
-		t.Fatalf("unregister an unknown channel: %+v %v", un, err)
+	if un := s.Unregister(context.Background(), mozproto.ClientMessage{ChannelID: ids.NewChannelID().String()}); un.Status != 200 {
+		t.Fatalf("unregister an unknown channel: %+v", un)
 	}
 }
 
@@ -400,9 +405,8 @@ func TestSubscriptionChanges(t *testing.T) {
 	if got := changes(); got != "k"+string(key) {
 		t.Fatalf("after register: change %q, want the key", got)
 	}
-	un, err := s.Unregister(context.Background(), mozproto.ClientMessage{ChannelID: chs})
-	if err != nil || un.Status != http.StatusOK {
-		t.Fatalf("unregister: %+v, %v", un, err)
+	if un := s.Unregister(context.Background(), mozproto.ClientMessage{ChannelID: chs}); un.Status != http.StatusOK {
+		t.Fatalf("unregister: %+v", un)
 	}
 	if got := changes(); got != "x" {
 		t.Fatalf("after unregister: change %q, want a tombstone written after the delete", got)
@@ -840,4 +844,54 @@ func TestAckWhileRedisIsAway(t *testing.T) {
 			t.Fatalf("%d waiting after Close, want the acknowledged message deleted", n)
 		}
 	})
+}
+
+// A register or unregister that storage fails is answered 500 on an open connection:
+// the user agent is not at fault. Nothing is recorded, and the same frame succeeds
+// once storage is back.
+func TestRegisterWhileStorageIsAway(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	s, _ := w.hello(t, mozproto.ClientMessage{})
+	frame := func(m mozproto.ClientMessage) int {
+		t.Helper()
+		res, err := s.Handle(ctx, m)
+		if err != nil || res.Close != 0 || len(res.Replies) != 1 {
+			t.Fatalf("%s answered %+v, %v; want one reply and the connection kept", m.Type, res, err)
+		}
+		switch r := res.Replies[0].(type) {
+		case mozproto.RegisterReply:
+			return r.Status
+		case mozproto.UnregisterReply:
+			return r.Status
+		}
+		t.Fatalf("%s answered %T", m.Type, res.Replies[0])
+		return 0
+	}
+	ch := ids.NewChannelID().String()
+	reg := mozproto.ClientMessage{Type: mozproto.TypeRegister, ChannelID: ch}
+	unreg := mozproto.ClientMessage{Type: mozproto.TypeUnregister, ChannelID: ch}
+
+	w.store.down = errors.New("dial tcp: connection refused")
+	if st := frame(reg); st != http.StatusInternalServerError {
+		t.Fatalf("register while Postgres is away: status %d, want 500", st)
+	}
+	if !s.Idle() {
+		t.Fatal("a failed register left a channel on the session")
+	}
+	w.store.down = nil
+	if st := frame(reg); st != http.StatusOK {
+		t.Fatalf("register once Postgres is back: status %d", st)
+	}
+	w.store.down = errors.New("dial tcp: connection refused")
+	if st := frame(unreg); st != http.StatusInternalServerError {
+		t.Fatalf("unregister while Postgres is away: status %d, want 500", st)
+	}
+	if s.Idle() {
+		t.Fatal("a failed unregister dropped the channel")
+	}
+	w.store.down = nil
+	if st := frame(unreg); st != http.StatusOK {
+		t.Fatalf("unregister once Postgres is back: status %d", st)
+	}
 }
