@@ -4,7 +4,8 @@
 // larger than any before it. Routers look the owner up to deliver, and carry the
 // epoch so a gateway can refuse a delivery meant for a connection that was taken
 // over. The owner record expires unless its gateway renews it, so a crashed gateway's
-// user agents are soon ownerless and their messages wait in their queues.
+// user agents are soon ownerless and their messages wait in their queues; a live
+// gateway that could not renew (Redis unreachable) holds its records again once it can.
 package lease
 
 import (
@@ -121,34 +122,41 @@ func (c *LookupCmd) Result() (Owner, error) {
 	return Owner{Gateway: gw, Addr: addr, Epoch: epoch}, nil
 }
 
-// Renew extends the given leases in one pipeline and returns those that were lost
-// (taken over or expired), whose connections the gateway must close.
-func (l *Leases) Renew(ctx context.Context, held []Held) ([]Held, error) {
+// Renew extends the given leases of gateway (its id and gRPC address) in one
+// pipeline. It returns those that were lost (taken over, or released), whose
+// connections the gateway must close, and those held again: their records had
+// expired (Redis was unreachable for longer than a lease lives) and nobody had
+// claimed them since, so they are the gateway's again at the same epoch. Messages
+// stored while they had no owner were offered to nobody: those connections must
+// read their queues again.
+func (l *Leases) Renew(ctx context.Context, gateway, addr string, held []Held) (lost, reheld []Held, err error) {
 	if len(held) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	cmds, err := l.renew(ctx, held, renewScript.EvalSha)
+	cmds, err := l.renew(ctx, gateway, addr, held, renewScript.EvalSha)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// A pipeline cannot fall back from EVALSHA by itself: send the script once.
-		cmds, err = l.renew(ctx, held, renewScript.Eval)
+		cmds, err = l.renew(ctx, gateway, addr, held, renewScript.Eval)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("lease renew: %w", err)
+		return nil, nil, fmt.Errorf("lease renew: %w", err)
 	}
-	var lost []Held
 	for i, c := range cmds {
-		if n, _ := c.Int(); n == 0 {
+		switch n, _ := c.Int(); n {
+		case 0:
 			lost = append(lost, held[i])
+		case 2:
+			reheld = append(reheld, held[i])
 		}
 	}
-	return lost, nil
+	return lost, reheld, nil
 }
 
-func (l *Leases) renew(ctx context.Context, held []Held, eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd) ([]*redis.Cmd, error) {
+func (l *Leases) renew(ctx context.Context, gateway, addr string, held []Held, eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd) ([]*redis.Cmd, error) {
 	cmds := make([]*redis.Cmd, len(held))
 	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, h := range held {
-			cmds[i] = eval(ctx, p, []string{l.keys.Owner(h.UAID)}, strconv.FormatUint(h.Epoch, 10), l.ttl.Milliseconds())
+			cmds[i] = eval(ctx, p, []string{l.keys.Owner(h.UAID)}, strconv.FormatUint(h.Epoch, 10), l.ttl.Milliseconds(), gateway, addr)
 		}
 		return nil
 	})

@@ -83,6 +83,30 @@ func TestStorageOutage(t *testing.T) {
 	})
 }
 
+// TestRedisOutageOutlastsLeases cuts the services off from Redis for longer than a
+// lease lives: the gateway's ownership records expire meanwhile. Once Redis is back
+// the gateway holds them again instead of closing its connections, and a message sent
+// right away, while the user agent may still have no owner, is delivered all the same.
+func TestRedisOutageOutlastsLeases(t *testing.T) {
+	var redisCut *netcut.Proxy
+	via := func(redisURL, postgresURL string) (string, string) {
+		redisCut = netcut.New(t, hostPort(t, redisURL))
+		return withHost(t, redisURL, redisCut.Addr()), postgresURL
+	}
+	c := cluster.Start(t, cluster.WithStorageVia(via), cluster.WithEnv("HERALD_LEASE_TTL=2s"))
+	a := newAgent(t, c.GatewayURL(0))
+	eventually(t, "the user agent's lease", func() bool { return c.OwnerGateway(t, a.uaid) != "" })
+
+	redisCut.Cut()
+	t.Cleanup(redisCut.Restore)
+	eventually(t, "the lease to expire", func() bool { return c.OwnerGateway(t, a.uaid) == "" })
+	redisCut.Restore()
+
+	resumes(t, a, "after the leases expired")
+	stillConnected(t, a)
+	eventually(t, "the lease held again", func() bool { return c.OwnerGateway(t, a.uaid) != "" })
+}
+
 // wantUnavailable pushes text to a and expects 503 with a Retry-After.
 func wantUnavailable(t *testing.T, a *agent, text string) {
 	t.Helper()

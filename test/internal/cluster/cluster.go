@@ -194,6 +194,21 @@ func (c *Cluster) QueueLife(t testing.TB, uaid string) time.Duration {
 	return d
 }
 
+// OwnerGateway returns the id of the gateway whose lease holds user agent uaid, or ""
+// when none does.
+func (c *Cluster) OwnerGateway(t testing.TB, uaid string) string {
+	t.Helper()
+	u, err := ids.ParseUAID(uaid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := c.redis(t).HGet(context.Background(), rkey.New(c.RedisPrefix).Owner(u), "gw").Result()
+	if err != nil && err != redis.Nil {
+		t.Fatal(err)
+	}
+	return gw
+}
+
 // redis returns a client of the services' Redis, closed in t.Cleanup.
 func (c *Cluster) redis(t testing.TB) redis.UniversalClient {
 	t.Helper()

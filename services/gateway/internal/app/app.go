@@ -267,7 +267,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	g.Go(func() error { return service.Serve(wsSrv, wsLn) })
 	g.Go(func() error { return grpcSrv.Serve(grpcLn) })
 	g.Go(func() error { return service.Serve(adminSrv, adminLn) })
-	g.Go(func() error { return renewLeases(gctx, hub, leases, log) })
+	g.Go(func() error { return renewLeases(gctx, hub, leases, cfg.ID, advertise, log) })
 	g.Go(func() error { return heartbeat(gctx, gateways, cfg.ID, advertise, cfg.LeaseTTL, log) })
 	probe.SetReady(true)
 	log.Info("ready")
@@ -340,8 +340,10 @@ func (q ackQueue) Delete(ctx context.Context, u ids.UAID, entryIDs ...string) (i
 }
 
 // renewLeases renews the leases of every connected user agent every third of the
-// lease's lifetime, and closes connections whose lease was lost.
-func renewLeases(ctx context.Context, hub *session.Hub, leases *lease.Leases, log *slog.Logger) error {
+// lease's lifetime, and closes connections whose lease was lost. A lease that
+// expired while Redis was unreachable is held again, and its connection reads its
+// queue for what was stored meanwhile.
+func renewLeases(ctx context.Context, hub *session.Hub, leases *lease.Leases, id, addr string, log *slog.Logger) error {
 	t := time.NewTicker(leases.TTL() / 3)
 	defer t.Stop()
 	const batch = 500
@@ -361,7 +363,7 @@ func renewLeases(ctx context.Context, hub *session.Hub, leases *lease.Leases, lo
 		for len(held) > 0 {
 			n := min(batch, len(held))
 			rctx, cancel := context.WithTimeout(ctx, leases.TTL()/3)
-			lost, err := leases.Renew(rctx, held[:n])
+			lost, reheld, err := leases.Renew(rctx, id, addr, held[:n])
 			cancel()
 			if err != nil {
 				// Redis is unreachable: keep the sockets and try again next tick.
@@ -370,6 +372,12 @@ func renewLeases(ctx context.Context, hub *session.Hub, leases *lease.Leases, lo
 			}
 			for _, h := range lost {
 				bySession[h].Kick(mozproto.CloseTakenOver)
+			}
+			if len(reheld) > 0 {
+				log.Info("leases held again after they expired", "count", len(reheld))
+			}
+			for _, h := range reheld {
+				bySession[h].AskResync()
 			}
 			held = held[n:]
 		}

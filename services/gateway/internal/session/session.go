@@ -137,6 +137,10 @@ func (s *Session) Offer(m *heraldv1.Message) bool {
 	return true
 }
 
+// AskResync asks the connection to read its queue again: its lease had expired and
+// is held again, and messages stored meanwhile were offered to no connection.
+func (s *Session) AskResync() { s.askResync() }
+
 // askResync asks the connection to Drain the queue again. It never blocks: one
 // pending resync is enough.
 func (s *Session) askResync() {
