@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -183,11 +184,7 @@ func (c *Cluster) Queue(t testing.TB) *queue.Queue {
 // (negative when there is no queue: Redis's PTTL).
 func (c *Cluster) QueueLife(t testing.TB, uaid string) time.Duration {
 	t.Helper()
-	u, err := ids.ParseUAID(uaid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := c.redis(t).PTTL(context.Background(), rkey.New(c.RedisPrefix).Queue(u)).Result()
+	d, err := c.redis(t).PTTL(context.Background(), rkey.New(c.RedisPrefix).Queue(mustUAID(t, uaid))).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,15 +195,21 @@ func (c *Cluster) QueueLife(t testing.TB, uaid string) time.Duration {
 // when none does.
 func (c *Cluster) OwnerGateway(t testing.TB, uaid string) string {
 	t.Helper()
+	gw, err := c.redis(t).HGet(context.Background(), rkey.New(c.RedisPrefix).Owner(mustUAID(t, uaid)), "gw").Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+	return gw
+}
+
+// mustUAID parses a uaid as the protocol gives it.
+func mustUAID(t testing.TB, uaid string) ids.UAID {
+	t.Helper()
 	u, err := ids.ParseUAID(uaid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := c.redis(t).HGet(context.Background(), rkey.New(c.RedisPrefix).Owner(u), "gw").Result()
-	if err != nil && err != redis.Nil {
-		t.Fatal(err)
-	}
-	return gw
+	return u
 }
 
 // redis returns a client of the services' Redis, closed in t.Cleanup.
@@ -233,11 +236,7 @@ func (c *Cluster) redis(t testing.TB) redis.UniversalClient {
 // QueueLen returns how many messages wait in Redis for user agent uaid.
 func (c *Cluster) QueueLen(t testing.TB, uaid string) int64 {
 	t.Helper()
-	u, err := ids.ParseUAID(uaid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := c.Queue(t).Len(context.Background(), u)
+	n, err := c.Queue(t).Len(context.Background(), mustUAID(t, uaid))
 	if err != nil {
 		t.Fatal(err)
 	}
