@@ -46,14 +46,18 @@ func listen(log *slog.Logger, name, addr string, userTimeout time.Duration) (net
 
 // Probe answers liveness and readiness. A service is live as long as it runs, and
 // ready from SetReady(true) until the drain begins.
+//
+// Readiness says nothing of Redis or Postgres. Every replica shares them, so an
+// outage would make every replica unready at once: the load balancer would then
+// refuse application servers instead of letting ingest answer 503 with Retry-After,
+// and might cut the user agents' connections that gateways keep through an outage.
+// Their health is in each service's metrics and logs.
 type Probe struct {
 	ready atomic.Bool
-	check func(context.Context) error
 }
 
-// NewProbe returns a Probe; check, if not nil, is called on each readiness request
-// (for example to ping the databases) and must be quick.
-func NewProbe(check func(context.Context) error) *Probe { return &Probe{check: check} }
+// NewProbe returns a Probe, not ready until SetReady(true).
+func NewProbe() *Probe { return &Probe{} }
 
 // SetReady sets readiness.
 func (p *Probe) SetReady(ready bool) { p.ready.Store(ready) }
@@ -66,18 +70,10 @@ func (p *Probe) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n")) // a failed write means the prober left
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !p.ready.Load() {
 			http.Error(w, "draining or starting", http.StatusServiceUnavailable)
 			return
-		}
-		if p.check != nil {
-			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-			defer cancel()
-			if err := p.check(ctx); err != nil {
-				http.Error(w, "dependency unavailable", http.StatusServiceUnavailable)
-				return
-			}
 		}
 		_, _ = w.Write([]byte("ok\n")) // a failed write means the prober left
 	})

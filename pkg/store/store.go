@@ -67,9 +67,6 @@ func OpenMigrated(ctx context.Context, url string) (*Store, error) {
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
 
-// Ping checks the database answers.
-func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
-
 // CreateUserAgent records a new user agent.
 func (s *Store) CreateUserAgent(ctx context.Context, u ids.UAID) error {
 	if _, err := s.pool.Exec(ctx, `INSERT INTO user_agents (uaid) VALUES ($1)`, [16]byte(u)); err != nil {

@@ -45,6 +45,7 @@ func TestStorageOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantUnavailable(t, a, "while redis is away")
+		stillReady(t, c)
 		stillConnected(t, a)
 		eventually(t, "the gateway to fail renewing its leases", func() bool {
 			return strings.Contains(c.Gateways[0].Log(), `"msg":"renew leases"`)
@@ -64,6 +65,7 @@ func TestStorageOutage(t *testing.T) {
 		postgresCut.Cut()
 		t.Cleanup(postgresCut.Restore)
 		wantUnavailable(t, fresh, "while postgres is away")
+		stillReady(t, c)
 		// A subscribe fails with a server error, on a connection that stays.
 		another := ids.NewChannelID().String()
 		if reg, err := a.cl.Register(ctxT(t), another, ""); err != nil || reg.Status != http.StatusInternalServerError {
@@ -114,6 +116,24 @@ func wantUnavailable(t *testing.T, a *agent, text string) {
 	wantAPIError(t, resp, body, http.StatusServiceUnavailable, 201)
 	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 {
 		t.Fatalf("Retry-After %q", resp.Header.Get("Retry-After"))
+	}
+}
+
+// stillReady checks that every service still answers its readiness probe: an outage
+// of what all replicas share must not take them all out of their load balancers,
+// which would refuse application servers instead of answering 503, and could cut
+// the user agents' connections.
+func stillReady(t *testing.T, c *cluster.Cluster) {
+	t.Helper()
+	for _, p := range append([]*cluster.Process{c.Ingest, c.Router}, c.Gateways...) {
+		resp, err := http.Get("http://" + p.Addr("admin") + "/readyz")
+		if err != nil {
+			t.Fatalf("%s readyz: %v", p.Name, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s readyz answered %d during the outage", p.Name, resp.StatusCode)
+		}
 	}
 }
 

@@ -237,7 +237,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	heraldv1.RegisterGatewayServer(grpcSrv, deliverSrv)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
-	probe := service.NewProbe(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	probe := service.NewProbe()
 	// GET /drain starts the drain SIGTERM starts, and answers once the user agents
 	// are gone: a Kubernetes preStop hook calls it, so that the pod is drained before
 	// the kubelet's SIGTERM, which then only ends the process.

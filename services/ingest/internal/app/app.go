@@ -212,15 +212,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	probe := service.NewProbe(func(ctx context.Context) error {
-		if err := st.Ping(ctx); err != nil {
-			return fmt.Errorf("postgres: %w", err)
-		}
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("redis: %w", err)
-		}
-		return nil
-	})
+	probe := service.NewProbe()
 	adminSrv := service.AdminServer(probe, tel.MetricsHandler(), nil)
 
 	// The batcher outlives the HTTP server: it stops once no request can call it.

@@ -105,7 +105,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	heraldv1.RegisterRouterServer(grpcSrv, router)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
-	probe := service.NewProbe(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	probe := service.NewProbe()
 	adminSrv := service.AdminServer(probe, tel.MetricsHandler(), nil)
 
 	g, gctx := errgroup.WithContext(ctx)
