@@ -67,9 +67,11 @@ func OpenMigrated(ctx context.Context, url string) (*Store, error) {
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
 
-// CreateUserAgent records a new user agent.
+// CreateUserAgent records a new user agent. Recording one already recorded changes
+// nothing: a gateway tries again after an insert whose answer it lost (Postgres
+// unreachable) may have been made.
 func (s *Store) CreateUserAgent(ctx context.Context, u ids.UAID) error {
-	if _, err := s.pool.Exec(ctx, `INSERT INTO user_agents (uaid) VALUES ($1)`, [16]byte(u)); err != nil {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO user_agents (uaid) VALUES ($1) ON CONFLICT (uaid) DO NOTHING`, [16]byte(u)); err != nil {
 		return fmt.Errorf("create user agent: %w", err)
 	}
 	return nil

@@ -61,6 +61,10 @@ func TestSubscriptions(t *testing.T) {
 	if err := s.CreateUserAgent(ctx, u); err != nil {
 		t.Fatal(err)
 	}
+	// Again, as after an insert whose answer was lost: nothing changes.
+	if err := s.CreateUserAgent(ctx, u); err != nil {
+		t.Fatalf("recording a user agent again: %v", err)
+	}
 	if subs, err := s.Connect(ctx, u, time.Now()); err != nil || len(subs) != 0 {
 		t.Fatalf("Connect a user agent without subscriptions = %v, %v", subs, err)
 	}
