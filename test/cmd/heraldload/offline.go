@@ -58,31 +58,18 @@ func runOffline(ctx context.Context, cfg config, agents []*agent) error {
 
 	// Store: every message posted while nobody is connected.
 	before := sampleAll(cfg.pids)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.concurrency, MaxConnsPerHost: cfg.concurrency}, Timeout: 30 * time.Second}
 	var accepted, refused, sendErrs atomic.Int64
-	jobs := make(chan int)
-	var senders sync.WaitGroup
 	start := time.Now()
-	for range cfg.concurrency {
-		senders.Go(func() {
-			for seq := range jobs {
-				status, err := msgs.post(ctx, client, agents[seq%len(agents)].sub.Endpoint, uint64(seq))
-				switch {
-				case err != nil:
-					sendErrs.Add(1)
-				case status == http.StatusCreated:
-					accepted.Add(1)
-				default:
-					refused.Add(1)
-				}
-			}
-		})
-	}
-	for seq := range n {
-		jobs <- seq
-	}
-	close(jobs)
-	senders.Wait()
+	msgs.postAll(ctx, cfg, agents, n, func(_, status int, err error) {
+		switch {
+		case err != nil:
+			sendErrs.Add(1)
+		case status == http.StatusCreated:
+			accepted.Add(1)
+		default:
+			refused.Add(1)
+		}
+	})
 	storeTook := time.Since(start)
 	stored := sampleAll(cfg.pids)
 	mem1 := usedMemory(ctx, rdb)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -160,6 +161,28 @@ func (p *prepared) body(seq uint64) []byte {
 // tool's own HTTP/1.1 client, and returns the push service's status.
 func (p *prepared) postRaw(ctx context.Context, rp *rawPoster, seq uint64) (int, error) {
 	return rp.post(ctx, p.targets[seq%uint64(len(p.targets))], p.body(seq))
+}
+
+// postAll posts messages 0 to n-1, message seq to agents[seq%len(agents)] (the order
+// prepare built them in), cfg.concurrency at a time over net/http's client, and hands
+// each answer to answered, on the sender's goroutine (status 0 with a transport error).
+func (p *prepared) postAll(ctx context.Context, cfg config, agents []*agent, n int, answered func(seq, status int, err error)) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.concurrency, MaxConnsPerHost: cfg.concurrency}, Timeout: 30 * time.Second}
+	jobs := make(chan int)
+	var senders sync.WaitGroup
+	for range cfg.concurrency {
+		senders.Go(func() {
+			for seq := range jobs {
+				status, err := p.post(ctx, client, agents[seq%len(agents)].sub.Endpoint, uint64(seq))
+				answered(seq, status, err)
+			}
+		})
+	}
+	for seq := range n {
+		jobs <- seq
+	}
+	close(jobs)
+	senders.Wait()
 }
 
 // post sends message seq's prepared body to endpoint, as sender.Send would have

@@ -71,29 +71,15 @@ func runStorm(ctx context.Context, cfg config, agents []*agent) error {
 		})
 	}
 
-	// Meanwhile, one message to each user agent.
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.concurrency, MaxConnsPerHost: cfg.concurrency}, Timeout: 30 * time.Second}
+	// Meanwhile, one message to each user agent: message i is agents[i]'s.
 	var accepted atomic.Int64
 	sent := make([]bool, len(agents))
-	jobs := make(chan int)
-	var senders sync.WaitGroup
-	for range cfg.concurrency {
-		senders.Go(func() {
-			for i := range jobs {
-				// Message i is agents[i]'s (prepare's order), sent as sender.Send sends it.
-				status, err := msgs.post(ctx, client, agents[i].sub.Endpoint, uint64(i))
-				if err == nil && status == http.StatusCreated {
-					sent[i] = true
-					accepted.Add(1)
-				}
-			}
-		})
-	}
-	for i := range agents {
-		jobs <- i
-	}
-	close(jobs)
-	senders.Wait()
+	msgs.postAll(ctx, cfg, agents, len(agents), func(i, status int, err error) {
+		if err == nil && status == http.StatusCreated {
+			sent[i] = true
+			accepted.Add(1)
+		}
+	})
 	wg.Wait()
 	after := sampleAll(cfg.pids)
 

@@ -104,7 +104,7 @@ func (s *Session) sentAhead(id string) {
 	}
 	s.ahead[id] = struct{}{}
 	if int64(len(s.ahead)) > 10*s.hub.cfg.DrainPage {
-		s.askResync()
+		s.AskResync()
 	}
 }
 
@@ -157,7 +157,7 @@ func (s *Session) hold(id string) {
 	s.held[id] = struct{}{}
 	if s.release == nil && int64(len(s.held)) > 10*s.hub.cfg.DrainPage {
 		s.release = &releaseScan{}
-		s.askResync()
+		s.AskResync()
 	}
 }
 

@@ -133,17 +133,15 @@ func (s *Session) Offer(m *heraldv1.Message) bool {
 	if !m.Stored {
 		return false
 	}
-	s.askResync()
+	s.AskResync()
 	return true
 }
 
-// AskResync asks the connection to read its queue again: its lease had expired and
-// is held again, and messages stored meanwhile were offered to no connection.
-func (s *Session) AskResync() { s.askResync() }
-
-// askResync asks the connection to Drain the queue again. It never blocks: one
-// pending resync is enough.
-func (s *Session) askResync() {
+// AskResync asks the connection to Drain the queue again: live messages were left in
+// it for lack of room, or its lease expired and is held again, so that messages
+// stored meanwhile were offered to no connection. It never blocks: one pending
+// resync is enough.
+func (s *Session) AskResync() {
 	select {
 	case s.resync <- struct{}{}:
 		s.wake()
